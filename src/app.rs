@@ -1,0 +1,150 @@
+//! Wiring: load and check the config, open the listeners, run until a signal, drain, stop.
+//!
+//! `prepare` is all the validation there is (`check`, startup and reload share it): a config
+//! that fails it never opens a port. `run` takes a prepared config and a shutdown future, so
+//! tests and the binary drive it the same way.
+
+use std::{future::Future, path::PathBuf, sync::Arc};
+
+use anyhow::Context as _;
+use arc_swap::ArcSwap;
+use tokio::{
+    net::TcpListener,
+    sync::{Semaphore, watch},
+};
+
+use crate::{
+    admin::{self, Health},
+    config::{self, ConfigErrors},
+    forward::Forwarder,
+    ingress::Shared,
+    listener::{self, Listener},
+    reload,
+    snapshot::Snapshot,
+};
+
+/// A config that passed every check, certificates loaded.
+pub struct Prepared {
+    path: PathBuf,
+    snapshot: Snapshot,
+}
+
+impl Prepared {
+    /// How many routes the config has (for the startup summary).
+    pub fn route_count(&self) -> usize {
+        self.snapshot.config.routes.len()
+    }
+}
+
+/// Loads and fully validates the config at `path`, including reading its certificates.
+pub fn prepare(path: PathBuf) -> Result<Prepared, ConfigErrors> {
+    let config = config::load(&path)?;
+    let snapshot = Snapshot::build(config, 1)
+        .map_err(|errors| ConfigErrors::new_unsorted(path.clone(), errors))?;
+    Ok(Prepared { path, snapshot })
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Sets up logging to stderr. `level` is a tracing filter (`info`, `warn`, `hookrouter=debug`).
+pub fn init_logging(format: LogFormat, level: &str) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .with_context(|| format!("`{level}` is not a log level or filter"))?;
+    use std::io::IsTerminal as _;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    let result = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init(),
+    };
+    result.map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))
+}
+
+/// Runs the router until `shutdown` resolves, then drains and returns.
+pub async fn run(prepared: Prepared, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let Prepared { path, snapshot } = prepared;
+    let limits = snapshot.config.server.clone();
+    let drain_timeout = limits.drain_timeout;
+
+    // Bind everything before serving anything, so a port in use fails the start cleanly.
+    let mut sockets = Vec::new();
+    for l in &snapshot.config.listen {
+        let socket = TcpListener::bind(l.addr)
+            .await
+            .with_context(|| format!("cannot listen on {}", l.addr))?;
+        sockets.push((socket, l.addr, l.tls.is_some()));
+    }
+    let admin_socket = match &snapshot.config.admin {
+        Some(a) => Some(
+            TcpListener::bind(a.addr)
+                .await
+                .with_context(|| format!("cannot listen on {} (admin)", a.addr))?,
+        ),
+        None => None,
+    };
+
+    let forwarder =
+        Forwarder::new().context("cannot load the system's root certificates for https targets")?;
+    let generation = snapshot.generation;
+    let shared = Arc::new(Shared {
+        snapshot: ArcSwap::from_pointee(snapshot),
+        forwarder,
+    });
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let connections = Arc::new(Semaphore::new(limits.max_connections));
+    let health = Arc::new(Health::default());
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for (socket, addr, tls) in sockets {
+        tracing::info!(addr = %addr, tls, "listening");
+        tasks.spawn(listener::serve(Listener {
+            socket,
+            addr,
+            tls,
+            shared: shared.clone(),
+            connections: connections.clone(),
+            limits: limits.clone(),
+            shutdown: stop_rx.clone(),
+        }));
+    }
+    if let Some(socket) = admin_socket {
+        tracing::info!(addr = ?socket.local_addr().ok(), "admin listening");
+        tasks.spawn(admin::serve(socket, health.clone(), stop_rx.clone()));
+    }
+    tasks.spawn(reload::run(path, shared.clone(), stop_rx.clone()));
+    health.set_ready(true);
+    tracing::info!(generation, "hookrouter started");
+
+    shutdown.await;
+    health.set_ready(false);
+    let _ = stop_tx.send(true);
+    // Accept loops stop and drop their sockets; connections finish their requests.
+    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+    match tokio::time::timeout(drain_timeout, connections.acquire_many(all)).await {
+        Ok(_) => tracing::info!("all connections drained"),
+        Err(_) => tracing::warn!(
+            ?drain_timeout,
+            "drain timeout reached; closing remaining connections"
+        ),
+    }
+    tasks.abort_all();
+    Ok(())
+}
+
+/// Waits for SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    crate::shutdown::signal().await;
+}

@@ -1,0 +1,173 @@
+//! The validated configuration. Built only by `config::load`; everything here has been checked,
+//! so nothing downstream re-validates or unwraps.
+
+use std::{collections::BTreeMap, fmt, net::SocketAddr, path::PathBuf, time::Duration};
+
+use http::{Method, Uri};
+use ipnet::IpNet;
+
+/// A whole configuration file.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from.
+    pub source: PathBuf,
+    /// Public listeners (plain HTTP or TLS).
+    pub listen: Vec<Listen>,
+    /// The admin listener, if configured.
+    pub admin: Option<Admin>,
+    /// Peers whose `X-Forwarded-For` / `Forwarded` headers are believed.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Values routes inherit.
+    pub defaults: Defaults,
+    /// Connection limits and timeouts.
+    pub server: Server,
+    /// Where async events are stored.
+    pub queue: Queue,
+    /// Internal endpoints, by name.
+    pub targets: BTreeMap<String, Target>,
+    /// Routes in file order.
+    pub routes: Vec<Route>,
+}
+
+/// One public listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listen {
+    /// Socket address to bind.
+    pub addr: SocketAddr,
+    /// Certificates when this listener terminates TLS; the first is the default.
+    pub tls: Option<Vec<CertKey>>,
+}
+
+/// A certificate chain and its private key, as PEM files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertKey {
+    /// PEM certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1; ECDSA, RSA or Ed25519).
+    pub key: PathBuf,
+    /// Server names this certificate answers; empty means the names in the certificate.
+    pub names: Vec<String>,
+}
+
+/// The admin listener.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    /// Socket address to bind.
+    pub addr: SocketAddr,
+    /// Bearer token for the admin API (probes need none).
+    pub token: Option<Secret>,
+}
+
+/// Values that routes inherit unless they set their own.
+#[derive(Debug, Clone)]
+pub struct Defaults {
+    /// Largest accepted request body, in bytes.
+    pub max_body: u64,
+    /// Signature timestamp tolerance.
+    pub tolerance: Duration,
+}
+
+/// Connection handling limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Server {
+    /// Time allowed to complete a TLS handshake.
+    pub tls_handshake_timeout: Duration,
+    /// Time allowed from a request's first byte to the end of its header block.
+    pub header_timeout: Duration,
+    /// Time allowed to receive a request body.
+    pub body_timeout: Duration,
+    /// How long a connection with no request in progress stays open.
+    pub idle_timeout: Duration,
+    /// How long in-flight requests get to finish on shutdown.
+    pub drain_timeout: Duration,
+    /// Most client connections open at once, over all listeners.
+    pub max_connections: usize,
+    /// Largest request header block, in bytes (larger gets 431).
+    pub max_header_bytes: usize,
+}
+
+/// The queue backend for async routes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Queue {
+    /// A store on local disk.
+    Embedded {
+        /// Folder of the store.
+        path: PathBuf,
+    },
+    /// A NATS JetStream server shared by several instances.
+    Nats {
+        /// Server URL.
+        url: String,
+    },
+}
+
+/// An internal endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// Its name in the config.
+    pub name: String,
+    /// Absolute `http://` or `https://` URL.
+    pub url: Uri,
+    /// How long to wait for its whole answer.
+    pub timeout: Duration,
+}
+
+/// How a route hands events on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Store durably, answer 202, deliver in the background.
+    Async,
+    /// Forward to one target and relay its answer.
+    Sync,
+}
+
+/// One route.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// Unique name, used in logs and metric labels.
+    pub name: String,
+    /// Exact, canonical request path.
+    pub path: String,
+    /// Accepted methods.
+    pub methods: Vec<Method>,
+    /// Required `Host` (lowercase, without port), if any.
+    pub host: Option<String>,
+    /// Async or sync.
+    pub mode: Mode,
+    /// Client networks allowed; `None` allows any client.
+    pub allow_ips: Option<Vec<IpNet>>,
+    /// Largest accepted body, in bytes.
+    pub max_body: u64,
+    /// Where events go.
+    pub deliver: Vec<Deliver>,
+}
+
+/// One `deliver[]` entry.
+#[derive(Debug, Clone)]
+pub struct Deliver {
+    /// Target name (checked to exist).
+    pub target: String,
+    /// Event type globs; empty means every event.
+    pub events: Vec<String>,
+}
+
+/// A secret value; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub(crate) fn new(s: String) -> Self {
+        Secret(s)
+    }
+
+    /// The secret bytes, for the code that uses them.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}

@@ -1,0 +1,89 @@
+//! The `hookrouter` command: parse arguments, load the config, run or check, map to an exit code.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+use hookrouter::app::{self, LogFormat};
+
+/// Exit code for a configuration that does not validate.
+const EXIT_BAD_CONFIG: u8 = 2;
+
+#[derive(Parser)]
+#[command(
+    name = "hookrouter",
+    version,
+    about = "Webhook gateway: verify, route and deliver webhooks"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    /// Log level or filter (`info`, `warn`, `hookrouter=debug`).
+    #[arg(long, global = true, default_value = "info")]
+    log_level: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the router.
+    Run {
+        /// Config file.
+        #[arg(short, long, default_value = "router.yaml")]
+        config: PathBuf,
+    },
+    /// Validate a config file and report every problem (exit 0 valid, 2 invalid).
+    Check {
+        /// Config file.
+        #[arg(short, long, default_value = "router.yaml")]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => match app::prepare(config.clone()) {
+            Ok(p) => {
+                println!("{}: valid ({} routes)", config.display(), p.route_count());
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                eprintln!("{errors}");
+                eprintln!("{}: {} error(s)", config.display(), errors.errors.len());
+                ExitCode::from(EXIT_BAD_CONFIG)
+            }
+        },
+        Command::Run { config } => {
+            if let Err(e) = app::init_logging(cli.log_format, &cli.log_level) {
+                eprintln!("hookrouter: {e:#}");
+                return ExitCode::from(EXIT_BAD_CONFIG);
+            }
+            let prepared = match app::prepare(config) {
+                Ok(p) => p,
+                Err(errors) => {
+                    eprintln!("{errors}");
+                    return ExitCode::from(EXIT_BAD_CONFIG);
+                }
+            };
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("hookrouter: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(app::run(prepared, app::shutdown_signal())) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("hookrouter: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
