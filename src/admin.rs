@@ -18,7 +18,7 @@ use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
     server::conn::auto,
 };
-use tokio::{net::TcpListener, sync::watch};
+use tokio::net::TcpListener;
 
 /// Admin requests are small and local; a short head deadline is plenty.
 const ADMIN_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -35,12 +35,9 @@ impl Health {
     }
 }
 
-/// Serves the admin endpoints until shutdown.
-pub(crate) async fn serve(
-    socket: TcpListener,
-    health: Arc<Health>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+/// Serves the admin endpoints until the task is aborted: it stays up while the public
+/// listeners drain, so probes see `/readyz` fail rather than a refused connection.
+pub(crate) async fn serve(socket: TcpListener, health: Arc<Health>) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -48,11 +45,7 @@ pub(crate) async fn serve(
         .header_read_timeout(ADMIN_HEADER_TIMEOUT);
     let builder = Arc::new(builder);
     loop {
-        let accepted = tokio::select! {
-            a = socket.accept() => a,
-            _ = shutdown.wait_for(|stop| *stop) => break,
-        };
-        let Ok((tcp, _)) = accepted else {
+        let Ok((tcp, _)) = socket.accept().await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };

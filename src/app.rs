@@ -122,7 +122,7 @@ pub async fn run(prepared: Prepared, shutdown: impl Future<Output = ()>) -> anyh
     }
     if let Some(socket) = admin_socket {
         tracing::info!(addr = ?socket.local_addr().ok(), "admin listening");
-        tasks.spawn(admin::serve(socket, health.clone(), stop_rx.clone()));
+        tasks.spawn(admin::serve(socket, health.clone()));
     }
     tasks.spawn(reload::run(path, shared.clone(), stop_rx.clone()));
     health.set_ready(true);

@@ -41,7 +41,7 @@ impl fmt::Display for PathError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             PathError::NotAbsolute => "must start with `/`",
-            PathError::EmptySegment => "must not contain `//` or end in an empty segment after `/`",
+            PathError::EmptySegment => "must not contain `//`",
             PathError::DotSegment => "must not contain `.` or `..` segments",
             PathError::Backslash => "must not contain `\\`",
             PathError::BadEscape => "has a `%` not followed by two hex digits",
@@ -61,7 +61,9 @@ pub fn check(path: &str) -> Result<(), PathError> {
     if path == "/" {
         return Ok(());
     }
-    for segment in path[1..].split('/') {
+    // A final empty segment (a trailing `/`) is canonical: `/a/` is simply another path.
+    let inner = path[1..].strip_suffix('/').unwrap_or(&path[1..]);
+    for segment in inner.split('/') {
         match segment {
             "" => return Err(PathError::EmptySegment),
             "." | ".." => return Err(PathError::DotSegment),
@@ -115,7 +117,8 @@ mod tests {
     const CASES: &[(&str, Result<(), PathError>)] = &[
         ("/", Ok(())),
         ("/hooks/stripe", Ok(())),
-        ("/hooks/stripe/", Err(PathError::EmptySegment)),
+        ("/hooks/stripe/", Ok(())),
+        ("/hooks/stripe//", Err(PathError::EmptySegment)),
         ("/hooks//stripe", Err(PathError::EmptySegment)),
         ("//hooks", Err(PathError::EmptySegment)),
         ("/hooks/../admin", Err(PathError::DotSegment)),

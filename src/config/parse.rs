@@ -431,16 +431,13 @@ fn target(r: &mut Reader<'_>, node: &Node<'_>, path: &str, name: &str) -> Option
 
 fn target_url(r: &mut Reader<'_>, node: &Node<'_>, path: &str) -> Option<Uri> {
     let t = r.non_empty(node, path, "the target URL")?;
-    let uri = match t.value.trim().parse::<Uri>() {
-        Ok(u) => u,
-        Err(_) => {
-            r.error(
-                node,
-                path,
-                format!("{t} is not a URL: write e.g. `http://127.0.0.1:7001/hooks`"),
-            );
-            return None;
-        }
+    let Ok(uri) = t.value.trim().parse::<Uri>() else {
+        r.error(
+            node,
+            path,
+            format!("{t} is not a URL: write e.g. `http://127.0.0.1:7001/hooks`"),
+        );
+        return None;
     };
     let scheme_ok = matches!(uri.scheme_str(), Some("http") | Some("https"));
     if !scheme_ok || uri.host().is_none() {
@@ -551,13 +548,13 @@ fn route(
             None
         }
     };
-    let allow_ips = m.get("allow_ips").and_then(|n| {
+    let allow_ips = m.get("allow_ips").map(|n| {
         let p = m.path("allow_ips");
         let nets = r.networks(n, &p);
         if matches!(&n.data, saphyr::YamlData::Sequence(s) if s.is_empty()) {
             r.error(n, &p, "is empty, which would refuse every client: list the allowed networks, or remove `allow_ips` to allow any client");
         }
-        Some(nets)
+        nets
     });
     let max_body = match m.get("max_body") {
         Some(n) => max_body(r, n, &m.path("max_body")),

@@ -1,0 +1,36 @@
+//! Integration tests: the real `hookrouter` binary on 127.0.0.1, real sockets and TLS.
+
+#![allow(unreachable_pub)]
+
+mod support;
+
+/// Client address and allowlists.
+mod allowlist;
+/// Sync forwarding: relay, failures, limits, paths.
+mod forward;
+/// Startup, admin probes, timeouts, connection cap, graceful shutdown.
+mod lifecycle;
+/// Reload on SIGHUP and file change; certificates too.
+mod reload;
+/// TLS: versions, key types, SNI, HTTP/2 by ALPN.
+mod tls;
+
+/// A config with one plain listener and a sync route `/hooks/test` to `target_url`; `route_extra`
+/// is spliced into the route (indented by 4).
+pub fn sync_config(target_url: &str, route_extra: &str) -> String {
+    format!(
+        r#"version: 1
+listen:
+  - addr: "127.0.0.1:{{port}}"
+admin: {{ addr: "127.0.0.1:{{admin}}" }}
+targets:
+  t: {{ url: "{target_url}", timeout: 2s }}
+routes:
+  - name: test
+    path: /hooks/test
+    mode: sync
+{route_extra}
+    deliver: [ {{ target: t }} ]
+"#
+    )
+}
