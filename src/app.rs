@@ -88,11 +88,12 @@ pub async fn run(prepared: Prepared, shutdown: impl Future<Output = ()>) -> anyh
         sockets.push((socket, l.addr, l.tls.is_some()));
     }
     let admin_socket = match &snapshot.config.admin {
-        Some(a) => Some(
-            TcpListener::bind(a.addr)
+        Some(a) => {
+            let socket = TcpListener::bind(a.addr)
                 .await
-                .with_context(|| format!("cannot listen on {} (admin)", a.addr))?,
-        ),
+                .with_context(|| format!("cannot listen on {} (admin)", a.addr))?;
+            Some((a.addr, socket))
+        }
         None => None,
     };
 
@@ -120,8 +121,8 @@ pub async fn run(prepared: Prepared, shutdown: impl Future<Output = ()>) -> anyh
             shutdown: stop_rx.clone(),
         }));
     }
-    if let Some(socket) = admin_socket {
-        tracing::info!(addr = ?socket.local_addr().ok(), "admin listening");
+    if let Some((addr, socket)) = admin_socket {
+        tracing::info!(addr = %addr, "admin listening");
         tasks.spawn(admin::serve(socket, health.clone()));
     }
     tasks.spawn(reload::run(path, shared.clone(), stop_rx.clone()));
