@@ -46,7 +46,9 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { config } => match app::prepare(config.clone()) {
             Ok(p) => {
-                println!("{}: valid ({} routes)", config.display(), p.route_count());
+                let n = p.route_count();
+                let plural = if n == 1 { "route" } else { "routes" };
+                println!("{}: valid ({n} {plural})", config.display());
                 ExitCode::SUCCESS
             }
             Err(errors) => {

@@ -46,7 +46,7 @@ impl fmt::Display for PathError {
             PathError::Backslash => "must not contain `\\`",
             PathError::BadEscape => "has a `%` not followed by two hex digits",
             PathError::NeedlessEscape => {
-                "percent-encodes a character that must be written as itself (or uses lowercase hex)"
+                "has a needless or ambiguous percent-escape (an escaped `.`, `/`, `\\`, letter, digit, `-`, `_`, `~` or control character, or lowercase hex)"
             }
         })
     }

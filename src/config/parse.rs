@@ -59,8 +59,9 @@ pub(crate) fn config(r: &mut Reader<'_>, root: &Node<'_>, source: PathBuf) -> Op
         Some(n) => r
             .seq(n, "listen")
             .into_iter()
-            .filter_map(|(n, p)| listen(r, n, &p))
-            .collect(),
+            .enumerate()
+            .filter_map(|(i, (n, p))| listen(r, n, &p).map(|(l, shown)| (i, l, shown)))
+            .collect::<Vec<_>>(),
         None => {
             r.error_at(None, "listen", "missing: add at least one listener, e.g. `listen: [ { addr: \"0.0.0.0:8443\", tls: { cert: cert.pem, key: key.pem } } ]`");
             Vec::new()
@@ -88,17 +89,27 @@ pub(crate) fn config(r: &mut Reader<'_>, root: &Node<'_>, source: PathBuf) -> Op
             path: PathBuf::from("./data"),
         },
     };
-    let (targets, target_names) = m
-        .get("targets")
-        .map(|n| targets(r, n, "targets"))
-        .unwrap_or_default();
+    // `None` when `targets:` itself is unreadable: references to it are then not checked.
+    let (targets, target_names) = match m.get("targets") {
+        Some(n) => match targets(r, n, "targets") {
+            Some((t, names)) => (t, Some(names)),
+            None => (BTreeMap::new(), None),
+        },
+        None => (BTreeMap::new(), Some(Vec::new())),
+    };
     let mut refs = Vec::new();
-    let routes: Vec<(Route, Option<super::Location>)> = match m.get("routes") {
+    let routes: Vec<Placed<Route>> = match m.get("routes") {
         Some(n) => r
             .seq(n, "routes")
             .into_iter()
-            .filter_map(|(n, p)| {
-                route(r, n, &p, &defaults, &mut refs).map(|route| (route, location(n)))
+            .enumerate()
+            .filter_map(|(index, (n, p))| {
+                route(r, n, &p, &defaults, &mut refs).map(|(item, shown)| Placed {
+                    item,
+                    index,
+                    location: location(n),
+                    shown,
+                })
             })
             .collect(),
         None => Vec::new(),
@@ -106,9 +117,13 @@ pub(crate) fn config(r: &mut Reader<'_>, root: &Node<'_>, source: PathBuf) -> Op
     m.finish(r);
 
     check_listeners(r, &listen, admin.as_ref());
-    check_routes(r, &routes, &target_names, refs);
+    if let Some(names) = &target_names {
+        check_targets(r, names, refs);
+    }
+    check_routes(r, &routes);
 
-    let routes = routes.into_iter().map(|(route, _)| route).collect();
+    let listen = listen.into_iter().map(|(_, l, _)| l).collect();
+    let routes = routes.into_iter().map(|p| p.item).collect();
     r.errors.is_empty().then_some(Config {
         source,
         listen,
@@ -122,10 +137,29 @@ pub(crate) fn config(r: &mut Reader<'_>, root: &Node<'_>, source: PathBuf) -> Op
     })
 }
 
-fn listen(r: &mut Reader<'_>, node: &Node<'_>, path: &str) -> Option<Listen> {
+/// An item that passed its own checks, with where it stands in the file and how to name its
+/// values in messages (never a referenced secret's value).
+struct Placed<T> {
+    item: T,
+    index: usize,
+    location: Option<super::Location>,
+    shown: Shown,
+}
+
+/// How a route's name and path are quoted in messages.
+struct Shown {
+    name: String,
+    path: String,
+}
+
+fn listen(r: &mut Reader<'_>, node: &Node<'_>, path: &str) -> Option<(Listen, String)> {
     let mut m = r.map(node, path)?;
     let addr = match m.get("addr") {
-        Some(n) => r.socket_addr(n, &m.path("addr")),
+        Some(n) => {
+            let p = m.path("addr");
+            r.text(n, &p)
+                .and_then(|t| r.socket_addr(n, &p).map(|a| (a, t.to_string())))
+        }
         None => {
             r.error(
                 node,
@@ -137,7 +171,8 @@ fn listen(r: &mut Reader<'_>, node: &Node<'_>, path: &str) -> Option<Listen> {
     };
     let tls = m.get("tls").map(|n| tls(r, n, &m.path("tls")));
     m.finish(r);
-    Some(Listen { addr: addr?, tls })
+    let (addr, shown) = addr?;
+    Some((Listen { addr, tls }, shown))
 }
 
 /// `tls: { cert, key }` or a list of them (chosen by SNI; the first is the default).
@@ -365,12 +400,12 @@ fn targets(
     r: &mut Reader<'_>,
     node: &Node<'_>,
     path: &str,
-) -> (BTreeMap<String, Target>, Vec<String>) {
+) -> Option<(BTreeMap<String, Target>, Vec<String>)> {
     let mut out = BTreeMap::new();
     let mut names = Vec::new();
     let saphyr::YamlData::Mapping(entries) = &node.data else {
         r.map(node, path);
-        return (out, names);
+        return None;
     };
     for (k, v) in entries {
         let Some(name) = k.data.as_str() else {
@@ -390,7 +425,7 @@ fn targets(
             out.insert(name.to_string(), t);
         }
     }
-    (out, names)
+    Some((out, names))
 }
 
 fn target(r: &mut Reader<'_>, node: &Node<'_>, path: &str, name: &str) -> Option<Target> {
@@ -465,7 +500,7 @@ fn route(
     path: &str,
     defaults: &Defaults,
     refs: &mut Vec<TargetRef>,
-) -> Option<Route> {
+) -> Option<(Route, Shown)> {
     let mut m = r.map(node, path)?;
     let name = required(
         r,
@@ -484,7 +519,7 @@ fn route(
             );
             return None;
         }
-        Some(t.value)
+        Some(t)
     });
     let route_path = required(
         r,
@@ -511,7 +546,7 @@ fn route(
             );
             return None;
         }
-        Some(t.value)
+        Some(t)
     });
     let methods = match m.get("methods") {
         Some(n) => methods(r, n, &m.path("methods")),
@@ -530,14 +565,14 @@ fn route(
     let mode = match m.get("mode") {
         Some(n) => {
             let p = m.path("mode");
-            match r.text(n, &p).map(|t| t.value) {
-                Some(s) if s == "sync" => Some(Mode::Sync),
-                Some(s) if s == "async" => {
+            match r.text(n, &p) {
+                Some(s) if s.value == "sync" => Some(Mode::Sync),
+                Some(s) if s.value == "async" => {
                     r.error(n, &p, "`mode: async` (durable fan-out) is not supported by this version of hookrouter; set `mode: sync`");
                     None
                 }
                 Some(s) => {
-                    r.error(n, &p, format!("`{s}` is not a mode: use `async` or `sync`"));
+                    r.error(n, &p, format!("{s} is not a mode: use `sync`"));
                     None
                 }
                 None => None,
@@ -588,16 +623,24 @@ fn route(
         }
     }
     m.finish(r);
-    Some(Route {
-        name: name?,
-        path: route_path?,
-        methods,
-        host,
-        mode: mode?,
-        allow_ips,
-        max_body: max_body?,
-        deliver,
-    })
+    let (name, route_path) = (name?, route_path?);
+    let shown = Shown {
+        name: name.to_string(),
+        path: route_path.to_string(),
+    };
+    Some((
+        Route {
+            name: name.value,
+            path: route_path.value,
+            methods,
+            host,
+            mode: mode?,
+            allow_ips,
+            max_body: max_body?,
+            deliver,
+        },
+        shown,
+    ))
 }
 
 fn methods(r: &mut Reader<'_>, node: &Node<'_>, path: &str) -> Vec<Method> {
@@ -631,6 +674,7 @@ fn methods(r: &mut Reader<'_>, node: &Node<'_>, path: &str) -> Vec<Method> {
 /// A `deliver[].target` reference, kept with its position until all targets are known.
 struct TargetRef {
     name: String,
+    shown: String,
     location: Option<super::Location>,
     path: String,
 }
@@ -655,7 +699,7 @@ fn deliver(
         let target = required(r, &mut m, n, "target", "the target name from `targets:`").and_then(
             |(tn, tp)| {
                 r.non_empty(tn, &tp, "the target name")
-                    .map(|t| (t.value, location(tn), tp))
+                    .map(|t| (t, location(tn), tp))
             },
         );
         let events = m
@@ -673,28 +717,33 @@ fn deliver(
         m.finish(r);
         if let Some((target, loc, tp)) = target {
             refs.push(TargetRef {
-                name: target.clone(),
+                name: target.value.clone(),
+                shown: target.to_string(),
                 location: loc,
                 path: tp,
             });
-            out.push(Deliver { target, events });
+            out.push(Deliver {
+                target: target.value,
+                events,
+            });
         }
     }
     out
 }
 
-fn check_listeners(r: &mut Reader<'_>, listen: &[Listen], admin: Option<&Admin>) {
+fn check_listeners(r: &mut Reader<'_>, listen: &[(usize, Listen, String)], admin: Option<&Admin>) {
     let mut seen: HashMap<std::net::SocketAddr, usize> = HashMap::new();
-    for (i, l) in listen.iter().enumerate() {
-        if let Some(first) = seen.insert(l.addr, i) {
+    for (i, l, shown) in listen {
+        if let Some(first) = seen.get(&l.addr) {
             r.error_at(
                 None,
                 &format!("listen[{i}].addr"),
                 format!(
-                    "`{}` is also used by listen[{first}]: each listener needs its own address",
-                    l.addr
+                    "{shown} is also used by listen[{first}]: each listener needs its own address"
                 ),
             );
+        } else {
+            seen.insert(l.addr, *i);
         }
     }
     if let Some(a) = admin {
@@ -702,23 +751,16 @@ fn check_listeners(r: &mut Reader<'_>, listen: &[Listen], admin: Option<&Admin>)
             r.error_at(
                 None,
                 "admin.addr",
-                format!(
-                    "`{}` is also used by listen[{i}]: the admin listener needs its own address",
-                    a.addr
-                ),
+                format!("the admin address is also used by listen[{i}]: the admin listener needs its own address"),
             );
         }
     }
 }
 
-fn check_routes(
-    r: &mut Reader<'_>,
-    routes: &[(Route, Option<super::Location>)],
-    targets: &[String],
-    refs: Vec<TargetRef>,
-) {
+fn check_targets(r: &mut Reader<'_>, targets: &[String], refs: Vec<TargetRef>) {
     for TargetRef {
         name,
+        shown,
         location: loc,
         path,
     } in refs
@@ -733,22 +775,29 @@ fn check_routes(
                     known.join(", ")
                 )
             };
-            r.error_at(loc, &path, format!("unknown target `{name}`: {hint}"));
+            r.error_at(loc, &path, format!("unknown target {shown}: {hint}"));
         }
     }
+}
+
+fn check_routes(r: &mut Reader<'_>, routes: &[Placed<Route>]) {
     let mut names: HashMap<&str, usize> = HashMap::new();
-    for (i, (route, loc)) in routes.iter().enumerate() {
-        if let Some(first) = names.insert(route.name.as_str(), i) {
+    for (k, placed) in routes.iter().enumerate() {
+        let (route, i, loc) = (&placed.item, placed.index, &placed.location);
+        if let Some(first) = names.get(route.name.as_str()) {
             r.error_at(
                 *loc,
                 &format!("routes[{i}].name"),
                 format!(
-                    "route name `{}` is also used by routes[{first}]: names must be unique",
-                    route.name
+                    "route name {} is also used by routes[{first}]: names must be unique",
+                    placed.shown.name
                 ),
             );
+        } else {
+            names.insert(route.name.as_str(), i);
         }
-        for (j, (other, _)) in routes[..i].iter().enumerate() {
+        for earlier in &routes[..k] {
+            let (other, j) = (&earlier.item, earlier.index);
             let same_place = other.path == route.path && other.host == route.host;
             let shared: Vec<&str> = route
                 .methods
@@ -761,12 +810,12 @@ fn check_routes(
                     *loc,
                     &format!("routes[{i}]"),
                     format!(
-                        "`{}` takes {} {}{} like routes[{j}] (`{}`): give one of them another path, host or methods",
-                        route.name,
+                        "{} takes {} on path {}{} like routes[{j}] ({}): give one of them another path, host or methods",
+                        placed.shown.name,
                         shared.join(", "),
-                        route.path,
-                        route.host.as_deref().map(|h| format!(" on host {h}")).unwrap_or_default(),
-                        other.name
+                        placed.shown.path,
+                        if route.host.is_some() { " and the same host" } else { "" },
+                        earlier.shown.name
                     ),
                 );
             }

@@ -48,10 +48,17 @@ pub(crate) fn parse(source: &str) -> Result<Option<Node<'_>>, ConfigError> {
                     column: m.col() + 1,
                 }),
                 path: String::new(),
-                message: format!("YAML syntax error: {}", e.info()),
+                message: syntax_message(e.info()),
             })
         }
     }
+}
+
+fn syntax_message(info: &str) -> String {
+    if info.contains("duplicated key") {
+        return "a key appears twice in this mapping: keep one".to_string();
+    }
+    format!("YAML syntax error: {info} (check indentation, quotes and closing brackets)")
 }
 
 /// How `${env:NAME}` is resolved; the process environment in production, a table in tests.
@@ -360,7 +367,7 @@ impl<'e> Reader<'e> {
                 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
             if !valid {
                 return Err(format!(
-                    "`${{env:{name}}}` is not a valid variable name (letters, digits and `_`)"
+                    "`${{env:{name}}}` is not a valid variable name (letters, digits and `_`, not starting with a digit)"
                 ));
             }
             return (self.env)(name).ok_or_else(|| {

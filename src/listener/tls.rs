@@ -29,11 +29,13 @@ pub(crate) fn server_config(
         };
         match load(ck) {
             Ok((key, names)) => resolver.add(key, &ck.names, names),
-            Err(message) => errors.push(ConfigError {
-                location: None,
-                path: item_path,
-                message,
-            }),
+            Err(problems) => {
+                errors.extend(problems.into_iter().map(|(field, message)| ConfigError {
+                    location: None,
+                    path: format!("{item_path}.{field}"),
+                    message,
+                }))
+            }
         }
     }
     if !errors.is_empty() {
@@ -55,8 +57,39 @@ pub(crate) fn server_config(
     Ok(Arc::new(config))
 }
 
-/// Reads one certificate chain and key; returns them with the DNS names in the certificate.
-fn load(ck: &CertKey) -> Result<(Arc<CertifiedKey>, Vec<String>), String> {
+/// Problems with a certificate pair: `(field, message)`, field `cert` or `key`.
+type Problems = Vec<(&'static str, String)>;
+
+/// Reads one certificate chain and key; returns them with the DNS names in the certificate,
+/// or every problem found as `(field, message)` with field `cert` or `key`.
+fn load(ck: &CertKey) -> Result<(Arc<CertifiedKey>, Vec<String>), Problems> {
+    let chain = read_chain(ck);
+    let key = read_key(ck);
+    let (chain, names, key) = match (chain, key) {
+        (Ok((chain, names)), Ok(key)) => (chain, names, key),
+        (chain, key) => {
+            let problems = [
+                chain.err().map(|m| ("cert", m)),
+                key.err().map(|m| ("key", m)),
+            ];
+            return Err(problems.into_iter().flatten().collect());
+        }
+    };
+    let certified = CertifiedKey::new(chain, key);
+    certified.keys_match().map_err(|_| {
+        vec![(
+            "key",
+            format!(
+                "the key in `{}` does not belong to the certificate in `{}`",
+                ck.key.display(),
+                ck.cert.display()
+            ),
+        )]
+    })?;
+    Ok((Arc::new(certified), names))
+}
+
+fn read_chain(ck: &CertKey) -> Result<(Vec<CertificateDer<'static>>, Vec<String>), String> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&ck.cert)
         .map_err(|e| file_error("certificate", &ck.cert, &e))?
         .collect::<Result<_, _>>()
@@ -73,28 +106,26 @@ fn load(ck: &CertKey) -> Result<(Arc<CertifiedKey>, Vec<String>), String> {
             ck.cert.display()
         )
     })?;
-    // The error from the PEM reader can quote file contents; name the file only.
-    let key = PrivateKeyDer::from_pem_file(&ck.key).map_err(|_| {
-        format!(
+    Ok((chain, names))
+}
+
+fn read_key(ck: &CertKey) -> Result<Arc<dyn rustls::sign::SigningKey>, String> {
+    // The PEM reader's errors can quote file contents, and this file is a secret: name it only.
+    let key = PrivateKeyDer::from_pem_file(&ck.key).map_err(|e| match e {
+        rustls_pki_types::pem::Error::Io(io) => {
+            format!("cannot read key file `{}`: {io}", ck.key.display())
+        }
+        _ => format!(
             "no readable PEM private key (PKCS#8, PKCS#1 or SEC1) in `{}`",
             ck.key.display()
-        )
+        ),
     })?;
-    let signing_key = ring::sign::any_supported_type(&key).map_err(|_| {
+    ring::sign::any_supported_type(&key).map_err(|_| {
         format!(
             "the private key in `{}` is not a supported ECDSA, RSA or Ed25519 key",
             ck.key.display()
         )
-    })?;
-    let certified = CertifiedKey::new(chain, signing_key);
-    certified.keys_match().map_err(|_| {
-        format!(
-            "the key in `{}` does not belong to the certificate in `{}`",
-            ck.key.display(),
-            ck.cert.display()
-        )
-    })?;
-    Ok((Arc::new(certified), names))
+    })
 }
 
 fn file_error(what: &str, path: &Path, e: &rustls_pki_types::pem::Error) -> String {
