@@ -315,3 +315,19 @@ async fn keep_alive_connections_to_the_target_are_reused() {
         .expect("ss (Debian package iproute2)");
     assert_eq!(conns, 1, "one pooled connection to the target");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn target_answer_over_the_relay_limit_is_502() {
+    // The relay limit is 16 MiB; a target answering more is a bad gateway, not a partial relay.
+    let huge: &'static str = Box::leak("x".repeat((16 << 20) + 1).into_boxed_str());
+    let target = Target::start(Reply { body: huge, ..Reply::default() }).await;
+    let router = Router::start(&sync_config(&target.url("/in"), ""));
+    let a = post(&router.url("/hooks/test"), b"{}").await;
+    assert_eq!(a.status, 502);
+    assert!(router.wait_log("target_bad_response", Duration::from_secs(2)));
+    // Just under the limit is relayed whole.
+    let big: &'static str = Box::leak("y".repeat(16 << 20).into_boxed_str());
+    target.set_reply(Reply { body: big, ..Reply::default() });
+    let a = post(&router.url("/hooks/test"), b"{}").await;
+    assert_eq!((a.status, a.body.len()), (200, 16 << 20));
+}
