@@ -145,6 +145,18 @@ pub async fn run(prepared: Prepared, shutdown: impl Future<Output = ()>) -> anyh
     Ok(())
 }
 
+/// The async runtime. On one CPU (a container limit or `taskset`), a single-threaded runtime
+/// serves everything from one event loop like nginx's worker, without the work-stealing
+/// scheduler's cross-thread bookkeeping; on more, a multi-threaded one with a worker per CPU.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cpus == 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread().enable_all().build()
+    }
+}
+
 /// Waits for SIGTERM or SIGINT.
 pub async fn shutdown_signal() {
     crate::shutdown::signal().await;

@@ -71,7 +71,7 @@ impl Forwarder {
     pub(crate) async fn forward(
         &self,
         target: &Target,
-        parts: &http::request::Parts,
+        parts: &mut http::request::Parts,
         body: Bytes,
         origin: &Origin,
     ) -> Result<Response<Full<Bytes>>, Rejection> {
@@ -105,12 +105,13 @@ impl Forwarder {
 
 fn outbound_request(
     target: &Target,
-    inbound: &http::request::Parts,
+    inbound: &mut http::request::Parts,
     body: Bytes,
     origin: &Origin,
 ) -> Result<Request<Full<Bytes>>, Rejection> {
     let uri = target_uri(&target.url, inbound.uri.query()).ok_or(Rejection::MalformedRequest)?;
-    let mut headers = inbound.headers.clone();
+    // The inbound headers are not needed after this: move them rather than copy.
+    let mut headers = std::mem::take(&mut inbound.headers);
     strip_hop_by_hop(&mut headers);
     let original_host = headers.remove(HOST).or_else(|| {
         inbound

@@ -47,8 +47,8 @@ pub(crate) async fn handle(
     let _busy = conn.activity.begin_request();
     let started = Instant::now();
     let snap = shared.snapshot.load_full();
-    let (parts, body) = req.into_parts();
-    let outcome = process(&shared, &snap, &conn, &parts, body).await;
+    let (mut parts, body) = req.into_parts();
+    let outcome = process(&shared, &snap, &conn, &mut parts, body).await;
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     let peer = conn.peer.ip().to_canonical();
     let response = match outcome {
@@ -107,7 +107,7 @@ async fn process(
     shared: &Shared,
     snap: &Snapshot,
     conn: &Conn,
-    parts: &http::request::Parts,
+    parts: &mut http::request::Parts,
     body: Incoming,
 ) -> Outcome {
     let host = request_host(parts)?;

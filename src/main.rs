@@ -69,10 +69,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(EXIT_BAD_CONFIG);
                 }
             };
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
+            let runtime = match app::runtime() {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("hookrouter: cannot start the runtime: {e}");
