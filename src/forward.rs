@@ -8,7 +8,7 @@
 //! The target's whole answer must arrive within its `timeout` (else 504), so a 504 can still be
 //! sent when it is late.
 
-use std::{net::IpAddr, time::Duration};
+use std::net::IpAddr;
 
 use bytes::Bytes;
 use http::{
@@ -17,24 +17,17 @@ use http::{
     uri::PathAndQuery,
 };
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_rustls::HttpsConnector;
-use hyper_util::{
-    client::legacy::{Client, connect::HttpConnector},
-    rt::{TokioExecutor, TokioTimer},
-};
 
 use crate::{client_ip::X_FORWARDED_FOR, config::Target, pipeline::Rejection};
 
+mod pool;
+
 /// Largest target answer relayed in sync mode; webhook answers are small.
 const MAX_RESPONSE_BODY: usize = 16 << 20;
-/// Idle pooled connections to targets are closed after this; below common server keep-alive
-/// timeouts (nginx 75 s, Node 5 s is the outlier that retries absorb).
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The shared, pooled HTTP client for targets.
-#[derive(Clone)]
+/// Sends requests to targets over pooled keep-alive connections.
 pub(crate) struct Forwarder {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    pool: pool::Pool,
 }
 
 /// What is known about the inbound request besides its head and body.
@@ -48,23 +41,11 @@ pub(crate) struct Origin {
 }
 
 impl Forwarder {
-    /// A client using the system's root certificates for `https://` targets.
+    /// A forwarder trusting the system's root certificates for `https://` targets.
     pub(crate) fn new() -> std::io::Result<Self> {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_keepalive(Some(Duration::from_secs(30)));
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_native_roots(rustls::crypto::ring::default_provider())?
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .pool_timer(TokioTimer::new())
-            .build(https);
-        Ok(Forwarder { client })
+        Ok(Forwarder {
+            pool: pool::Pool::new(pool::client_tls()?),
+        })
     }
 
     /// Sends the request to `target` and returns its answer, or why not.
@@ -78,7 +59,7 @@ impl Forwarder {
         let req = outbound_request(target, parts, body, origin)?;
         let exchange =
             async {
-                let resp = self.client.request(req).await.map_err(|e| {
+                let (resp, lease) = self.pool.send(&target.url, req).await.map_err(|e| {
                     tracing::debug!(target = %target.name, error = %e, "target request failed");
                     Rejection::TargetUnreachable
                 })?;
@@ -91,6 +72,7 @@ impl Forwarder {
                     Rejection::TargetUnreachable
                 }
             })?;
+                self.pool.put(lease);
                 Ok::<_, Rejection>((parts, body.to_bytes()))
             };
         let (mut parts, body) = tokio::time::timeout(target.timeout, exchange)
@@ -121,9 +103,18 @@ fn outbound_request(
     });
     headers.remove(header::CONTENT_LENGTH);
     forwarding_headers(&mut headers, original_host, origin);
+    if let Some(authority) = target.url.authority() {
+        if let Ok(v) = HeaderValue::from_str(authority.as_str()) {
+            headers.insert(HOST, v);
+        }
+    }
     let mut req = Request::new(Full::new(body));
     *req.method_mut() = inbound.method.clone();
-    *req.uri_mut() = uri;
+    // Connections are to the target itself, so the request line carries the path only.
+    *req.uri_mut() = uri
+        .path_and_query()
+        .cloned()
+        .map_or_else(|| Uri::from_static("/"), Uri::from);
     *req.headers_mut() = headers;
     Ok(req)
 }

@@ -320,14 +320,105 @@ async fn keep_alive_connections_to_the_target_are_reused() {
 async fn target_answer_over_the_relay_limit_is_502() {
     // The relay limit is 16 MiB; a target answering more is a bad gateway, not a partial relay.
     let huge: &'static str = Box::leak("x".repeat((16 << 20) + 1).into_boxed_str());
-    let target = Target::start(Reply { body: huge, ..Reply::default() }).await;
+    let target = Target::start(Reply {
+        body: huge,
+        ..Reply::default()
+    })
+    .await;
     let router = Router::start(&sync_config(&target.url("/in"), ""));
     let a = post(&router.url("/hooks/test"), b"{}").await;
     assert_eq!(a.status, 502);
     assert!(router.wait_log("target_bad_response", Duration::from_secs(2)));
     // Just under the limit is relayed whole.
     let big: &'static str = Box::leak("y".repeat(16 << 20).into_boxed_str());
-    target.set_reply(Reply { body: big, ..Reply::default() });
+    target.set_reply(Reply {
+        body: big,
+        ..Reply::default()
+    });
     let a = post(&router.url("/hooks/test"), b"{}").await;
     assert_eq!((a.status, a.body.len()), (200, 16 << 20));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_target_closing_idle_connections_loses_no_request() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A target that answers one request per connection with keep-alive, then closes the
+    // connection after 200 ms of idleness, as servers with short keep-alive timeouts do.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let served = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = served.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                continue;
+            };
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let mut got = Vec::new();
+                while !String::from_utf8_lossy(&got).contains("\r\n\r\n{}") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                    .await;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            });
+        }
+    });
+    let router = Router::start(&sync_config(&format!("http://{addr}/in"), ""));
+    for _ in 0..3 {
+        let a = post(&router.url("/hooks/test"), b"{}").await;
+        assert_eq!(a.status, 200);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    assert_eq!(
+        served.load(std::sync::atomic::Ordering::SeqCst),
+        3,
+        "each request reached the target once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn https_targets_are_verified_against_trusted_roots() {
+    use crate::support::{Ca, write};
+    let ca = Ca::new();
+    let (cert, key, _) = ca.leaf(&["localhost"]);
+    let target = Target::start_tls(
+        Reply {
+            body: "over tls",
+            ..Reply::default()
+        },
+        Some((&cert, &key)),
+    )
+    .await;
+    let url = format!("https://localhost:{}/in", target.addr.port());
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(dir.path(), "ca.pem", &ca.pem);
+    // rustls-native-certs reads SSL_CERT_FILE: the test CA stands in for the system's roots.
+    let trust = dir.path().join("ca.pem").display().to_string();
+    let router = Router::start_with_env(dir, &sync_config(&url, ""), &[("SSL_CERT_FILE", trust)]);
+    let a = post(&router.url("/hooks/test"), b"{}").await;
+    assert_eq!(
+        (a.status, &a.body[..]),
+        (200, &b"over tls"[..]),
+        "{}",
+        router.logs()
+    );
+    assert_eq!(
+        target.last().headers.get("host").map(|v| v.as_bytes()),
+        Some(url[8..].split('/').next().expect("authority").as_bytes())
+    );
+
+    // Without that trust, the target's certificate is refused: 502, nothing sent.
+    let untrusted = Router::start(&sync_config(&url, ""));
+    assert_eq!(post(&untrusted.url("/hooks/test"), b"{}").await.status, 502);
+    assert_eq!(target.count(), 1);
 }

@@ -53,6 +53,11 @@ impl Router {
 
     /// Like `start`, in a prepared folder (certificates already written).
     pub fn start_in(dir: tempfile::TempDir, yaml: &str) -> Router {
+        Self::start_with_env(dir, yaml, &[])
+    }
+
+    /// Like `start_in`, with extra environment variables for the router process.
+    pub fn start_with_env(dir: tempfile::TempDir, yaml: &str, env: &[(&str, String)]) -> Router {
         let port = free_port();
         let admin_port = free_port();
         let config = dir.path().join("router.yaml");
@@ -67,13 +72,14 @@ impl Router {
             child: None,
             log,
         };
-        r.spawn();
+        r.spawn(env);
         r
     }
 
-    fn spawn(&mut self) {
+    fn spawn(&mut self, env: &[(&str, String)]) {
         let log = std::fs::File::create(&self.log).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_hookrouter"))
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .args(["run", "-c"])
             .arg(&self.config)
             .args(["--log-level", "debug"])
@@ -248,6 +254,11 @@ pub struct Target {
 
 impl Target {
     pub async fn start(reply: Reply) -> Target {
+        Self::start_tls(reply, None).await
+    }
+
+    /// A target that speaks TLS with `tls` (cert PEM, key PEM) when given.
+    pub async fn start_tls(reply: Reply, tls: Option<(&str, &str)>) -> Target {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind target");
         let addr = listener.local_addr().expect("addr");
         let t = Target {
@@ -255,6 +266,23 @@ impl Target {
             seen: Arc::default(),
             reply: Arc::new(Mutex::new(reply)),
         };
+        let acceptor = tls.map(|(cert, key)| {
+            use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+            let chain: Vec<CertificateDer<'static>> =
+                CertificateDer::pem_slice_iter(cert.as_bytes())
+                    .collect::<Result<_, _>>()
+                    .expect("cert");
+            let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).expect("key");
+            let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .expect("server config");
+            tokio_rustls::TlsAcceptor::from(Arc::new(cfg))
+        });
         let tt = t.clone();
         tokio::spawn(async move {
             loop {
@@ -262,14 +290,23 @@ impl Target {
                     continue;
                 };
                 let tt = tt.clone();
+                let acceptor = acceptor.clone();
                 tokio::spawn(async move {
                     let svc = service_fn(move |req| {
                         let tt = tt.clone();
                         async move { Ok::<_, Infallible>(tt.answer(req).await) }
                     });
-                    let _ = auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(tcp), svc)
-                        .await;
+                    let builder = auto::Builder::new(TokioExecutor::new());
+                    match acceptor {
+                        Some(a) => {
+                            if let Ok(tls) = a.accept(tcp).await {
+                                let _ = builder.serve_connection(TokioIo::new(tls), svc).await;
+                            }
+                        }
+                        None => {
+                            let _ = builder.serve_connection(TokioIo::new(tcp), svc).await;
+                        }
+                    }
                 });
             }
         });
