@@ -49,8 +49,6 @@ use crate::{
 const WATCHDOG_TICK: Duration = Duration::from_secs(1);
 /// Most concurrent HTTP/2 streams per connection; webhook senders use a handful.
 const H2_MAX_STREAMS: u32 = 128;
-/// Most header fields in one HTTP/1.1 request.
-const H1_MAX_HEADERS: usize = 100;
 
 /// Everything an accept loop needs.
 pub(crate) struct Listener {
@@ -70,7 +68,6 @@ pub(crate) fn http_builder(limits: &Server) -> auto::Builder<TokioExecutor> {
         .timer(TokioTimer::new())
         .header_read_timeout(None)
         .keep_alive(true)
-        .max_headers(H1_MAX_HEADERS)
         .max_buf_size(limits.max_header_bytes.max(8192));
     b.http2()
         .timer(TokioTimer::new())

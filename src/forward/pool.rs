@@ -64,17 +64,29 @@ pub(crate) struct Lease {
     sender: SendRequest<Full<Bytes>>,
 }
 
+/// How often idle connections past `IDLE_TIMEOUT` are swept out.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
 /// The connections to every target.
 pub(crate) struct Pool {
-    idle: Mutex<Vec<(Key, Vec<Idle>)>>,
+    idle: Mutex<IdleList>,
     tls: tokio_rustls::TlsConnector,
+}
+
+/// Idle connections per target, and when they were last swept.
+struct IdleList {
+    by_target: Vec<(Key, Vec<Idle>)>,
+    swept: Instant,
 }
 
 impl Pool {
     /// A pool whose TLS connections trust `roots`.
     pub(crate) fn new(tls: Arc<rustls::ClientConfig>) -> Self {
         Pool {
-            idle: Mutex::new(Vec::new()),
+            idle: Mutex::new(IdleList {
+                by_target: Vec::new(),
+                swept: Instant::now(),
+            }),
             tls: tokio_rustls::TlsConnector::from(tls),
         }
     }
@@ -110,18 +122,25 @@ impl Pool {
             return;
         }
         let now = Instant::now();
-        let Ok(mut idle) = self.idle.lock() else {
+        let Ok(mut guard) = self.idle.lock() else {
             return;
         };
-        for (_, list) in idle.iter_mut() {
-            list.retain(|i| now.duration_since(i.since) < IDLE_TIMEOUT && !i.sender.is_closed());
+        let idle = &mut *guard;
+        if now.duration_since(idle.swept) >= SWEEP_INTERVAL {
+            idle.swept = now;
+            for (_, list) in &mut idle.by_target {
+                list.retain(|i| {
+                    now.duration_since(i.since) < IDLE_TIMEOUT && !i.sender.is_closed()
+                });
+            }
         }
-        let list = match idle.iter().position(|(k, _)| *k == lease.key) {
-            Some(i) => &mut idle[i].1,
+        let targets = &mut idle.by_target;
+        let list = match targets.iter().position(|(k, _)| *k == lease.key) {
+            Some(i) => &mut targets[i].1,
             None => {
-                idle.push((lease.key.clone(), Vec::new()));
-                let last = idle.len() - 1;
-                &mut idle[last].1
+                targets.push((lease.key.clone(), Vec::new()));
+                let last = targets.len() - 1;
+                &mut targets[last].1
             }
         };
         if list.len() < MAX_IDLE_PER_TARGET {
@@ -135,7 +154,7 @@ impl Pool {
     fn checkout(&self, key: &Key) -> Option<SendRequest<Full<Bytes>>> {
         let now = Instant::now();
         let mut idle = self.idle.lock().ok()?;
-        let list = &mut idle.iter_mut().find(|(k, _)| k == key)?.1;
+        let list = &mut idle.by_target.iter_mut().find(|(k, _)| k == key)?.1;
         while let Some(i) = list.pop() {
             if now.duration_since(i.since) < IDLE_TIMEOUT && !i.sender.is_closed() {
                 return Some(i.sender);
