@@ -35,7 +35,8 @@ RATE_DURATION=${RATE_DURATION:-8}   # seconds per fixed-rate run
 RATE_CONNECTIONS=${RATE_CONNECTIONS:-64}
 WARMUP=${WARMUP:-2}                 # seconds of unmeasured load per proxy first
 PAUSE=${PAUSE:-1}                   # seconds of idle between runs
-NOISE_MAX=${NOISE_MAX:-10}          # % of the proxy core used by others -> run invalid
+NOISE_MAX=${NOISE_MAX:-10}          # % of a core used by other processes -> run invalid
+IDLE_BUDGET=${IDLE_BUDGET:-120}     # max seconds in all to wait for other load to go away
 LOAD_CPU=${LOAD_CPU:-0}             # wrk + upstream
 PROXY_CPU=${PROXY_CPU:-1}           # the proxy under test
 SKIP_BUILD=${SKIP_BUILD:-0}         # 1: use the existing release binary
@@ -64,7 +65,7 @@ die() {
 is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
 
 for v in ROUNDS DURATION CONNECTIONS RATE RATE_ROUNDS RATE_DURATION \
-    RATE_CONNECTIONS WARMUP PAUSE NOISE_MAX LOAD_CPU PROXY_CPU UPSTREAM_PORT \
+    RATE_CONNECTIONS WARMUP PAUSE NOISE_MAX IDLE_BUDGET LOAD_CPU PROXY_CPU UPSTREAM_PORT \
     UPSTREAM_STATUS_PORT HOOKROUTER_PORT NGINX_PORT HAPROXY_PORT \
     HOOKROUTER_ADMIN_PORT; do
     is_uint "${!v}" || die "$v must be a non-negative integer (got '${!v}')"
@@ -430,26 +431,50 @@ rotated() { # rotated ROUND -> proxies in this round's order
     echo "${out[@]}"
 }
 
-# The machine should be quiet: measure what else is running on both cores.
-read -r -a q0l <<<"$(cpu_stat "$LOAD_CPU")"
-read -r -a q0p <<<"$(cpu_stat "$PROXY_CPU")"
-sleep 2
-read -r -a q1l <<<"$(cpu_stat "$LOAD_CPU")"
-read -r -a q1p <<<"$(cpu_stat "$PROXY_CPU")"
-BG_LOAD=$(((q1l[0] - q0l[0]) * 100 / (q1l[1] - q0l[1] > 0 ? q1l[1] - q0l[1] : 1)))
-BG_PROXY=$(((q1p[0] - q0p[0]) * 100 / (q1p[1] - q0p[1] > 0 ? q1p[1] - q0p[1] : 1)))
+# The machine should be quiet. sample_bg SECONDS measures how busy both cores
+# are (in %) while we are idle -> BG_LOAD, BG_PROXY.
+BG_LOAD=0 BG_PROXY=0
+sample_bg() {
+    local -a a0 b0 a1 b1
+    read -r -a a0 <<<"$(cpu_stat "$LOAD_CPU")"
+    read -r -a b0 <<<"$(cpu_stat "$PROXY_CPU")"
+    sleep "$1"
+    read -r -a a1 <<<"$(cpu_stat "$LOAD_CPU")"
+    read -r -a b1 <<<"$(cpu_stat "$PROXY_CPU")"
+    BG_LOAD=$(((a1[0] - a0[0]) * 100 / (a1[1] - a0[1] > 0 ? a1[1] - a0[1] : 1)))
+    BG_PROXY=$(((b1[0] - b0[0]) * 100 / (b1[1] - b0[1] > 0 ? b1[1] - b0[1] : 1)))
+}
+# settle SECONDS: stay idle that long; if other processes keep a core busier
+# than NOISE_MAX %, wait on in 1 s steps, at most IDLE_BUDGET s per session.
+settle() {
+    local said=0
+    sample_bg "$1"
+    while ((BG_LOAD > NOISE_MAX || BG_PROXY > NOISE_MAX)); do
+        if ((IDLE_BUDGET <= 0)); then
+            ((said)) && log "WARNING: still busy (core $LOAD_CPU ${BG_LOAD} %, core $PROXY_CPU ${BG_PROXY} %); going on"
+            return 0
+        fi
+        ((said)) || log "other processes are using the CPUs (core $LOAD_CPU ${BG_LOAD} %, core $PROXY_CPU ${BG_PROXY} %): waiting (budget ${IDLE_BUDGET} s)"
+        said=1
+        sample_bg 1
+        IDLE_BUDGET=$((IDLE_BUDGET - 1))
+    done
+}
+
+settle 2
 log "background load before measuring: core $LOAD_CPU ${BG_LOAD} %, core $PROXY_CPU ${BG_PROXY} %"
 if ((BG_LOAD > NOISE_MAX || BG_PROXY > NOISE_MAX)); then
     log "WARNING: the machine is not idle (something else uses the CPUs); results will be disturbed"
 fi
+BG_LOAD0=$BG_LOAD BG_PROXY0=$BG_PROXY
 
 est=$((N * (WARMUP + PAUSE) + ROUNDS * N * (DURATION + PAUSE) + RATE_ROUNDS * N * (RATE_DURATION + PAUSE)))
-log "measuring ${PROXIES[*]}: $ROUNDS x ${DURATION}s throughput, $RATE_ROUNDS x ${RATE_DURATION}s at $RATE req/s (~${est}s)"
+log "measuring ${PROXIES[*]}: $ROUNDS x ${DURATION}s throughput, $RATE_ROUNDS x ${RATE_DURATION}s at $RATE req/s (~${est}s, + up to ${IDLE_BUDGET}s waiting out other load)"
 
 if ((WARMUP > 0)); then
     for p in "${PROXIES[@]}"; do
         run_wrk "$p" "$WARMUP" "$CONNECTIONS" 0 "$TMP/runs/warmup-$p.log"
-        sleep "$PAUSE"
+        settle "$PAUSE"
     done
 fi
 
@@ -457,7 +482,7 @@ for ((r = 0; r < ROUNDS; r++)); do
     read -r -a order <<<"$(rotated "$r")"
     for ((s = 0; s < N; s++)); do
         measure throughput $((r + 1)) $((s + 1)) "${order[s]}" "$DURATION" "$CONNECTIONS" 0
-        sleep "$PAUSE"
+        settle "$PAUSE"
     done
 done
 
@@ -465,7 +490,7 @@ for ((r = 0; r < RATE_ROUNDS; r++)); do
     read -r -a order <<<"$(rotated "$r")"
     for ((s = 0; s < N; s++)); do
         measure rate $((r + 1)) $((s + 1)) "${order[s]}" "$RATE_DURATION" "$RATE_CONNECTIONS" "$RATE"
-        sleep "$PAUSE"
+        settle "$PAUSE"
     done
 done
 
@@ -496,8 +521,8 @@ fi
     echo "proxy_cpu=$PROXY_CPU"
     echo "clk_tck=$CLK_TCK"
     echo "noise_max=$NOISE_MAX"
-    echo "bg_load=$BG_LOAD"
-    echo "bg_proxy=$BG_PROXY"
+    echo "bg_load=$BG_LOAD0"
+    echo "bg_proxy=$BG_PROXY0"
     echo "body_bytes=$BODY_BYTES"
 } >"$META"
 
@@ -510,7 +535,7 @@ if [[ -n $OUT ]]; then
 fi
 case $status in
 0) ;;
-2) log "some runs were INVALID (errors, missing forwards or rate not reached): see the report" ;;
+2) log "some runs were INVALID (errors, missing forwards, rate not reached or other processes on the cores): see the report" ;;
 *) die "report.py failed ($status)" ;;
 esac
 exit "$status"
