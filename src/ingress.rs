@@ -163,8 +163,17 @@ fn is_trusted(peer: IpAddr, snap: &Snapshot) -> bool {
 /// Reads the whole body, up to `max` bytes, within `server.body_timeout`.
 async fn read_body(body: Incoming, max: u64, snap: &Snapshot) -> Result<Bytes, Rejection> {
     let limit = usize::try_from(max).unwrap_or(usize::MAX);
-    let read = Limited::new(body, limit).collect();
-    match tokio::time::timeout(snap.config.server.body_timeout, read).await {
+    let mut read = std::pin::pin!(Limited::new(body, limit).collect());
+    // Webhook bodies are small and usually arrive with the head: try once before arming the
+    // timer, so the common case costs no timer registration.
+    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(read.as_mut().poll(cx))).await;
+    let result = match first {
+        std::task::Poll::Ready(r) => Ok(r),
+        std::task::Poll::Pending => {
+            tokio::time::timeout(snap.config.server.body_timeout, read).await
+        }
+    };
+    match result {
         Err(_) => Err(Rejection::BodyTimeout),
         Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
             Err(Rejection::BodyTooLarge)
