@@ -427,15 +427,20 @@ async fn https_targets_are_verified_against_trusted_roots() {
 async fn oversized_header_block_is_431() {
     let target = Target::start(Reply::default()).await;
     let router = Router::start(
-        &sync_config(&target.url("/in"), "").replace("targets:", "server: { max_header_bytes: 16KiB }\ntargets:"),
+        &sync_config(&target.url("/in"), "")
+            .replace("targets:", "server: { max_header_bytes: 16KiB }\ntargets:"),
     );
     let big = "a".repeat(20 * 1024);
-    let req = format!("POST /hooks/test HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\nContent-Length: 2\r\n\r\n{{}}");
+    let req = format!(
+        "POST /hooks/test HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\nContent-Length: 2\r\n\r\n{{}}"
+    );
     let answer = raw(router.addr(), req.as_bytes(), Duration::from_secs(2)).await;
     assert_eq!(raw_status(&answer), Some(431), "{answer}");
     // Under the limit is fine.
     let small = "a".repeat(8 * 1024);
-    let req = format!("POST /hooks/test HTTP/1.1\r\nHost: x\r\nX-Big: {small}\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}");
+    let req = format!(
+        "POST /hooks/test HTTP/1.1\r\nHost: x\r\nX-Big: {small}\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+    );
     let answer = raw(router.addr(), req.as_bytes(), Duration::from_secs(2)).await;
     assert_eq!(raw_status(&answer), Some(200), "{answer}");
     assert_eq!(target.count(), 1);
