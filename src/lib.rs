@@ -16,6 +16,7 @@
 pub mod app;
 pub mod config;
 pub mod path;
+pub mod verify;
 
 mod admin;
 mod client_ip;

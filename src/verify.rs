@@ -1,0 +1,273 @@
+//! Signature verification: one module per scheme behind one [`Verifier`], run on the exact
+//! bytes received, before anything is forwarded or stored.
+//!
+//! A [`Verifier`] is built once per config generation (secrets decoded and checked then, so a
+//! bad secret is a config error) and is pure afterwards: `verify(req, now)` reads no clock and
+//! does no I/O. Every failure is a [`Failure`] whose label goes to the log line and metrics;
+//! the sender only ever sees a generic 401.
+//!
+//! Rules every scheme follows: several secrets (any match passes, for rotation); constant-time
+//! comparison of the computed MAC (`hmac::Mac::verify_slice`, or `subtle` for tokens); strict
+//! parsing (integer timestamps, known prefixes, an empty signature never matches); raw body
+//! bytes only. Tests: per-scheme unit tests, and `tests/vectors.rs` runs every case of
+//! `../shared/vectors/signatures.json` through this same code.
+
+use std::{fmt, time::Duration};
+
+use hmac::{Hmac, Mac};
+use http::HeaderMap;
+
+mod github;
+mod standard;
+mod stripe;
+
+/// What a verifier checks: the request as received.
+pub struct Request<'a> {
+    /// The URL the provider called, as it signed it (only some schemes sign it).
+    pub url: &'a str,
+    /// Request headers.
+    pub headers: &'a HeaderMap,
+    /// The raw body, byte for byte.
+    pub body: &'a [u8],
+}
+
+/// Why a request failed verification. A fixed set: these are log and metric labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// A header the scheme needs is absent.
+    MissingHeader,
+    /// A signature header could not be parsed (bad prefix, encoding, list syntax, duplicates).
+    MalformedHeader,
+    /// The timestamp is not an integer (or not in the scheme's format).
+    BadTimestamp,
+    /// The timestamp is older than the tolerance.
+    Expired,
+    /// The timestamp is further in the future than the tolerance.
+    FromFuture,
+    /// No signature matched any configured secret.
+    SignatureMismatch,
+    /// The body lacks a field the scheme signs or reads (e.g. a timestamp in the body).
+    MalformedBody,
+}
+
+impl Failure {
+    /// The label used in logs and metrics.
+    pub fn as_label(self) -> &'static str {
+        match self {
+            Failure::MissingHeader => "missing_header",
+            Failure::MalformedHeader => "malformed_header",
+            Failure::BadTimestamp => "bad_timestamp",
+            Failure::Expired => "expired",
+            Failure::FromFuture => "from_future",
+            Failure::SignatureMismatch => "signature_mismatch",
+            Failure::MalformedBody => "malformed_body",
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_label())
+    }
+}
+
+/// The schemes, by their `verify.scheme` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SchemeName {
+    /// Stripe.
+    Stripe,
+    /// Svix (Clerk, Resend, …): `svix-*` headers, `webhook-*` accepted.
+    Svix,
+    /// Standard Webhooks: `webhook-*` headers.
+    StandardWebhooks,
+    /// GitHub.
+    Github,
+}
+
+impl SchemeName {
+    /// Every scheme, for messages.
+    pub const ALL: &'static [(&'static str, SchemeName)] = &[
+        ("stripe", SchemeName::Stripe),
+        ("svix", SchemeName::Svix),
+        ("standard-webhooks", SchemeName::StandardWebhooks),
+        ("github", SchemeName::Github),
+    ];
+
+    /// Looks a scheme up by its config name.
+    pub fn from_name(name: &str) -> Option<SchemeName> {
+        Self::ALL.iter().find(|(n, _)| *n == name).map(|(_, s)| *s)
+    }
+
+    /// The config name.
+    pub fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, s)| *s == self)
+            .map_or("?", |(n, _)| n)
+    }
+
+    /// The provider's own default tolerance, or `None` when it signs no timestamp.
+    pub fn default_tolerance(self) -> Option<Duration> {
+        match self {
+            SchemeName::Stripe => Some(stripe::TOLERANCE),
+            SchemeName::Svix | SchemeName::StandardWebhooks => Some(standard::TOLERANCE),
+            SchemeName::Github => None,
+        }
+    }
+}
+
+/// Scheme options beyond the secrets, from the route's `verify` block.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Options {
+    /// GitHub: also accept the legacy `X-Hub-Signature: sha1=` when no sha256 header is sent.
+    pub legacy_sha1: bool,
+}
+
+/// A verifier for one route: its scheme, decoded keys and tolerance.
+pub struct Verifier {
+    scheme: Scheme,
+    tolerance: Option<Duration>,
+}
+
+enum Scheme {
+    Stripe(stripe::Keys),
+    Standard(standard::Keys, standard::Headers),
+    Github(github::Keys),
+}
+
+impl fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Keys are secrets: show only the scheme.
+        let name = match &self.scheme {
+            Scheme::Stripe(_) => "stripe",
+            Scheme::Standard(..) => "standard-webhooks",
+            Scheme::Github(_) => "github",
+        };
+        f.debug_struct("Verifier")
+            .field("scheme", &name)
+            .field("tolerance", &self.tolerance)
+            .finish()
+    }
+}
+
+/// A secret that cannot be used for the scheme; the message names the secret by position only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadSecret {
+    /// Index in `secrets`.
+    pub index: usize,
+    /// What is wrong and what to change (never the secret itself).
+    pub message: String,
+}
+
+impl Verifier {
+    /// Builds a verifier; `tolerance` `None` means the scheme's default.
+    pub fn new(
+        scheme: SchemeName,
+        secrets: &[&str],
+        tolerance: Option<Duration>,
+        options: &Options,
+    ) -> Result<Verifier, Vec<BadSecret>> {
+        let mut bad = Vec::new();
+        for (index, s) in secrets.iter().enumerate() {
+            if s.is_empty() {
+                bad.push(BadSecret {
+                    index,
+                    message: "is empty".to_string(),
+                });
+            }
+        }
+        if secrets.is_empty() {
+            bad.push(BadSecret {
+                index: 0,
+                message: "no secrets: give at least one".to_string(),
+            });
+        }
+        if !bad.is_empty() {
+            return Err(bad);
+        }
+        let default_tolerance = scheme.default_tolerance();
+        let scheme = match scheme {
+            SchemeName::Stripe => Scheme::Stripe(stripe::Keys::new(secrets)),
+            SchemeName::Svix => {
+                Scheme::Standard(standard::Keys::new(secrets)?, standard::Headers::Svix)
+            }
+            SchemeName::StandardWebhooks => {
+                Scheme::Standard(standard::Keys::new(secrets)?, standard::Headers::Webhook)
+            }
+            SchemeName::Github => Scheme::Github(github::Keys::new(secrets, options.legacy_sha1)),
+        };
+        Ok(Verifier {
+            scheme,
+            tolerance: tolerance.or(default_tolerance),
+        })
+    }
+
+    /// Checks `req` at time `now` (unix seconds).
+    pub fn verify(&self, req: &Request<'_>, now: i64) -> Result<(), Failure> {
+        match &self.scheme {
+            Scheme::Stripe(k) => stripe::verify(k, req, now, self.tolerance),
+            Scheme::Standard(k, h) => standard::verify(k, *h, req, now, self.tolerance),
+            Scheme::Github(k) => github::verify(k, req),
+        }
+    }
+}
+
+// === helpers shared by the schemes ===
+
+type HmacSha256 = Hmac<sha2::Sha256>;
+
+/// HMAC-SHA256 of the concatenated `parts` with `key`, ready to compare.
+fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> HmacSha256 {
+    // HMAC accepts keys of every length (long ones are hashed), so this cannot fail.
+    #[allow(clippy::expect_used)]
+    let mut mac =
+        <HmacSha256 as Mac>::new_from_slice(key).expect("HMAC accepts keys of any length");
+    for p in parts {
+        mac.update(p);
+    }
+    mac
+}
+
+/// The single value of header `name`; several values are malformed (a sender has one).
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, Failure> {
+    let mut all = headers.get_all(name).iter();
+    let first = all.next().ok_or(Failure::MissingHeader)?;
+    if all.next().is_some() {
+        return Err(Failure::MalformedHeader);
+    }
+    first.to_str().map_err(|_| Failure::MalformedHeader)
+}
+
+/// A strict unix-seconds timestamp: ASCII digits only, optional leading `-` refused.
+fn parse_timestamp(s: &str) -> Result<i64, Failure> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Failure::BadTimestamp);
+    }
+    s.parse::<i64>().map_err(|_| Failure::BadTimestamp)
+}
+
+/// Which sides of the window a scheme enforces.
+#[derive(Clone, Copy)]
+enum Window {
+    /// Too old and too new are both refused.
+    Both,
+    /// Only too old is refused (the provider's own libraries accept future timestamps).
+    PastOnly,
+}
+
+fn check_window(
+    ts: i64,
+    now: i64,
+    tolerance: Option<Duration>,
+    window: Window,
+) -> Result<(), Failure> {
+    let Some(tol) = tolerance else { return Ok(()) };
+    let tol = i64::try_from(tol.as_secs()).unwrap_or(i64::MAX);
+    if now.saturating_sub(ts) > tol {
+        return Err(Failure::Expired);
+    }
+    if matches!(window, Window::Both) && ts.saturating_sub(now) > tol {
+        return Err(Failure::FromFuture);
+    }
+    Ok(())
+}
