@@ -131,6 +131,18 @@ async fn process(
 
     let body = read_body(body, route.max_body, snap).await.map_err(fail)?;
 
+    if let Some(verifier) = &snap.runtime[route_index].verifier {
+        let url = signed_url(route, parts, conn.tls);
+        let req = crate::verify::Request {
+            url: &url,
+            headers: &parts.headers,
+            body: &body,
+        };
+        verifier
+            .verify(&req, unix_now())
+            .map_err(|f| fail(Rejection::Unverified(f)))?;
+    }
+
     match route.mode {
         Mode::Sync => {
             let origin = Origin {
@@ -150,6 +162,36 @@ async fn process(
         // get here anyway, the sender is told to retry rather than the event being dropped.
         Mode::Async => Err(fail(Rejection::QueueUnavailable)),
     }
+}
+
+/// The URL the provider called, for schemes that sign it: the route's `verify.url` when set,
+/// else rebuilt from the request as this listener received it.
+fn signed_url(route: &crate::config::Route, parts: &http::request::Parts, tls: bool) -> String {
+    if let Some(url) = route.verify.as_ref().and_then(|v| v.url.as_ref()) {
+        return url.clone();
+    }
+    let scheme = if tls { "https" } else { "http" };
+    let host = parts
+        .uri
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .or_else(|| {
+            parts
+                .headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_string)
+        })
+        .unwrap_or_default();
+    let pq = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    format!("{scheme}://{host}{pq}")
+}
+
+/// The wall clock in unix seconds, read once per verified request.
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 fn is_trusted(peer: IpAddr, snap: &Snapshot) -> bool {

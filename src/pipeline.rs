@@ -9,8 +9,9 @@
 //!    client costs no body bandwidth;
 //! 4. declared `Content-Length` against the route's limit (413), also before reading.
 //!
-//! After the body is read (`ingress`), the route's mode decides what happens; later stages
-//! (signature verification, event extraction, the durable queue) slot in after step 4.
+//! After the body is read (`ingress`): 5. the signature on the exact bytes (401), then the
+//! route's mode decides what happens; later stages (event extraction, the durable queue) slot
+//! in after step 5.
 
 use std::net::IpAddr;
 
@@ -42,6 +43,8 @@ pub(crate) enum Rejection {
     BodyTooLarge,
     /// The body did not arrive within `server.body_timeout`.
     BodyTimeout,
+    /// The signature check failed, for this reason.
+    Unverified(crate::verify::Failure),
     /// Sync mode: the target could not be reached or broke the connection.
     TargetUnreachable,
     /// Sync mode: the target did not answer within its `timeout`.
@@ -64,6 +67,7 @@ impl Rejection {
             Rejection::IpNotAllowed => StatusCode::FORBIDDEN,
             Rejection::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Rejection::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            Rejection::Unverified(_) => StatusCode::UNAUTHORIZED,
             Rejection::TargetUnreachable | Rejection::TargetBadResponse => StatusCode::BAD_GATEWAY,
             Rejection::TargetTimeout => StatusCode::GATEWAY_TIMEOUT,
             Rejection::QueueUnavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -81,6 +85,7 @@ impl Rejection {
             Rejection::IpNotAllowed => "ip_not_allowed",
             Rejection::BodyTooLarge => "body_too_large",
             Rejection::BodyTimeout => "body_timeout",
+            Rejection::Unverified(f) => f.as_label(),
             Rejection::TargetUnreachable => "target_unreachable",
             Rejection::TargetTimeout => "target_timeout",
             Rejection::TargetBadResponse => "target_bad_response",
@@ -94,6 +99,7 @@ impl Rejection {
             StatusCode::BAD_REQUEST => "bad request\n",
             StatusCode::NOT_FOUND => "not found\n",
             StatusCode::METHOD_NOT_ALLOWED => "method not allowed\n",
+            StatusCode::UNAUTHORIZED => "unauthorized\n",
             StatusCode::FORBIDDEN => "forbidden\n",
             StatusCode::PAYLOAD_TOO_LARGE => "payload too large\n",
             StatusCode::REQUEST_TIMEOUT => "request timeout\n",
@@ -195,6 +201,11 @@ mod tests {
             (Rejection::IpNotAllowed, 403),
             (Rejection::BodyTooLarge, 413),
             (Rejection::BodyTimeout, 408),
+            (
+                Rejection::Unverified(crate::verify::Failure::SignatureMismatch),
+                401,
+            ),
+            (Rejection::Unverified(crate::verify::Failure::Expired), 401),
             (Rejection::TargetUnreachable, 502),
             (Rejection::TargetBadResponse, 502),
             (Rejection::TargetTimeout, 504),

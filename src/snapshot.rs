@@ -33,6 +33,8 @@ pub(crate) struct RouteRuntime {
     pub(crate) allow: HeaderValue,
     /// The sync-mode target.
     pub(crate) target: Target,
+    /// The signature check, if the route has one.
+    pub(crate) verifier: Option<crate::verify::Verifier>,
 }
 
 impl Snapshot {
@@ -53,11 +55,11 @@ impl Snapshot {
         let mut runtime = Vec::with_capacity(config.routes.len());
         for (i, route) in config.routes.iter().enumerate() {
             match route_runtime(&config, route) {
-                Some(r) => runtime.push(r),
-                None => errors.push(ConfigError {
+                Ok(r) => runtime.push(r),
+                Err((field, message)) => errors.push(ConfigError {
                     location: None,
-                    path: format!("routes[{i}].deliver"),
-                    message: "names no defined target".to_string(),
+                    path: format!("routes[{i}].{field}"),
+                    message,
                 }),
             }
         }
@@ -84,8 +86,29 @@ impl Snapshot {
     }
 }
 
-fn route_runtime(config: &Config, route: &Route) -> Option<RouteRuntime> {
-    let target = config.targets.get(&route.deliver.first()?.target)?.clone();
+fn route_runtime(config: &Config, route: &Route) -> Result<RouteRuntime, (&'static str, String)> {
+    let no_target = || ("deliver", "names no defined target".to_string());
+    let first = route.deliver.first().ok_or_else(no_target)?;
+    let target = config
+        .targets
+        .get(&first.target)
+        .ok_or_else(no_target)?
+        .clone();
+    let verifier = match &route.verify {
+        None => None,
+        Some(v) => {
+            let secrets: Vec<&str> = v.secrets.iter().map(|s| s.expose()).collect();
+            let built = crate::verify::Verifier::new(v.scheme, &secrets, v.tolerance, &v.options);
+            // Validation already built this verifier once; a failure here would be a bug, and
+            // still refuses the config rather than running the route unverified.
+            Some(built.map_err(|_| {
+                (
+                    "verify",
+                    "the secrets cannot be used with this scheme".to_string(),
+                )
+            })?)
+        }
+    };
     let allow = route
         .methods
         .iter()
@@ -94,5 +117,9 @@ fn route_runtime(config: &Config, route: &Route) -> Option<RouteRuntime> {
         .join(", ");
     // Methods are validated tokens, so this is a valid header value.
     let allow = HeaderValue::from_str(&allow).unwrap_or_else(|_| HeaderValue::from_static("POST"));
-    Some(RouteRuntime { allow, target })
+    Ok(RouteRuntime {
+        allow,
+        target,
+        verifier,
+    })
 }

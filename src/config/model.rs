@@ -63,8 +63,8 @@ pub struct Admin {
 pub struct Defaults {
     /// Largest accepted request body, in bytes.
     pub max_body: u64,
-    /// Signature timestamp tolerance.
-    pub tolerance: Duration,
+    /// Signature timestamp tolerance for every route, when set; otherwise each scheme's own.
+    pub tolerance: Option<Duration>,
 }
 
 /// Connection handling limits.
@@ -138,8 +138,25 @@ pub struct Route {
     pub allow_ips: Option<Vec<IpNet>>,
     /// Largest accepted body, in bytes.
     pub max_body: u64,
+    /// Signature verification, if configured.
+    pub verify: Option<Verify>,
     /// Where events go.
     pub deliver: Vec<Deliver>,
+}
+
+/// A route's `verify` block.
+#[derive(Debug, Clone)]
+pub struct Verify {
+    /// The scheme.
+    pub scheme: crate::verify::SchemeName,
+    /// Secrets (or public keys), in order; any one matching passes.
+    pub secrets: Vec<Secret>,
+    /// Tolerance from the route or `defaults`; `None` means the scheme's own.
+    pub tolerance: Option<Duration>,
+    /// Scheme options.
+    pub options: crate::verify::Options,
+    /// The public URL the provider calls, for schemes that sign it (else rebuilt from the request).
+    pub url: Option<String>,
 }
 
 /// One `deliver[]` entry.

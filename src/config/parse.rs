@@ -13,18 +13,16 @@ use http::{Method, Uri};
 use super::{
     model::{
         Admin, CertKey, Config, Defaults, Deliver, Listen, Mode, Queue, Route, Secret, Server,
-        Target,
+        Target, Verify,
     },
     yaml::{Map, Node, Reader, location},
 };
-use crate::path;
+use crate::{path, verify::SchemeName};
 
 /// The config format this build reads.
 const FORMAT_VERSION: u64 = 1;
 /// Built-in `defaults.max_body`: generous for webhook payloads, small enough to bound memory.
 const DEFAULT_MAX_BODY: u64 = 1 << 20;
-/// Built-in `defaults.tolerance`: what most providers' own libraries use.
-const DEFAULT_TOLERANCE: Duration = Duration::from_secs(300);
 /// Built-in target timeout; providers themselves give up after 10–30 s.
 const DEFAULT_TARGET_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -76,7 +74,7 @@ pub(crate) fn config(r: &mut Reader<'_>, root: &Node<'_>, source: PathBuf) -> Op
         Some(n) => defaults(r, n, "defaults"),
         None => Defaults {
             max_body: DEFAULT_MAX_BODY,
-            tolerance: DEFAULT_TOLERANCE,
+            tolerance: None,
         },
     };
     let server = match m.get("server") {
@@ -269,7 +267,7 @@ fn admin(r: &mut Reader<'_>, node: &Node<'_>, path: &str) -> Option<Admin> {
 fn defaults(r: &mut Reader<'_>, node: &Node<'_>, path: &str) -> Defaults {
     let mut d = Defaults {
         max_body: DEFAULT_MAX_BODY,
-        tolerance: DEFAULT_TOLERANCE,
+        tolerance: None,
     };
     let Some(mut m) = r.map(node, path) else {
         return d;
@@ -278,7 +276,7 @@ fn defaults(r: &mut Reader<'_>, node: &Node<'_>, path: &str) -> Defaults {
         d.max_body = max_body(r, n, &m.path("max_body")).unwrap_or(d.max_body);
     }
     if let Some(n) = m.get("tolerance") {
-        d.tolerance = r.duration(n, &m.path("tolerance")).unwrap_or(d.tolerance);
+        d.tolerance = r.duration(n, &m.path("tolerance")).or(d.tolerance);
     }
     m.finish(r);
     d
@@ -595,7 +593,10 @@ fn route(
         Some(n) => max_body(r, n, &m.path("max_body")),
         None => Some(defaults.max_body),
     };
-    for key in ["verify", "event", "version"] {
+    let verify = m
+        .get("verify")
+        .and_then(|n| verify(r, n, &m.path("verify"), defaults));
+    for key in ["event", "version"] {
         if let Some(n) = m.get(key) {
             r.error(n, &m.path(key), format!("`{key}` {NOT_YET}"));
         }
@@ -637,10 +638,109 @@ fn route(
             mode: mode?,
             allow_ips,
             max_body: max_body?,
+            verify,
             deliver,
         },
         shown,
     ))
+}
+
+fn verify(r: &mut Reader<'_>, node: &Node<'_>, path: &str, defaults: &Defaults) -> Option<Verify> {
+    let mut m = r.map(node, path)?;
+    let scheme = required(
+        r,
+        &mut m,
+        node,
+        "scheme",
+        "the signature scheme, e.g. `scheme: stripe`",
+    )
+    .and_then(|(n, p)| {
+        let t = r.non_empty(n, &p, "the scheme")?;
+        let found = SchemeName::from_name(t.value.trim());
+        if found.is_none() {
+            let names: Vec<&str> = SchemeName::ALL.iter().map(|(n, _)| *n).collect();
+            let hint = super::yaml::closest(t.value.trim(), &names)
+                .map(|c| format!("did you mean `{c}`? "))
+                .unwrap_or_default();
+            r.error(
+                n,
+                &p,
+                format!(
+                    "{t} is not a signature scheme: {hint}use one of {}",
+                    names.join(", ")
+                ),
+            );
+        }
+        found
+    });
+    let secrets = required(
+        r,
+        &mut m,
+        node,
+        "secrets",
+        "the signing secrets, e.g. `secrets: [\"${env:STRIPE_SECRET}\"]`",
+    )
+    .map(|(n, p)| {
+        let items = r.seq(n, &p);
+        if items.is_empty() && matches!(&n.data, saphyr::YamlData::Sequence(_)) {
+            r.error(n, &p, "is empty: give at least one secret");
+        }
+        items
+            .into_iter()
+            .filter_map(|(item, ip)| {
+                r.non_empty(item, &ip, "a secret")
+                    .map(|t| (Secret::new(t.value), location(item), ip))
+            })
+            .collect::<Vec<_>>()
+    });
+    let tolerance = match m.get("tolerance") {
+        Some(n) => r.duration(n, &m.path("tolerance")),
+        None => defaults.tolerance,
+    };
+    let mut options = crate::verify::Options::default();
+    if let Some(n) = m.get("legacy_sha1") {
+        let p = m.path("legacy_sha1");
+        match &n.data {
+            saphyr::YamlData::Value(saphyr::Scalar::Boolean(b)) => options.legacy_sha1 = *b,
+            _ => r.error(n, &p, "expected `true` or `false`"),
+        }
+        if scheme.is_some_and(|s| s != SchemeName::Github) {
+            r.error(n, &p, "`legacy_sha1` applies to `scheme: github` only");
+        }
+    }
+    let url = m.get("url").and_then(|n| {
+        r.non_empty(n, &m.path("url"), "the public URL")
+            .map(|t| t.value)
+    });
+    m.finish(r);
+    let (scheme, secrets) = (scheme?, secrets?);
+    // Secrets are checked against the scheme (encodings, key types) here, so `check` reports
+    // them; the message never contains the secret.
+    let raw: Vec<&str> = secrets.iter().map(|(s, _, _)| s.expose()).collect();
+    if !raw.is_empty() {
+        if let Err(bad) = crate::verify::Verifier::new(scheme, &raw, tolerance, &options) {
+            for b in bad {
+                let (loc, p) = secrets
+                    .get(b.index)
+                    .map_or((None, format!("{path}.secrets")), |(_, l, p)| {
+                        (*l, p.clone())
+                    });
+                r.error_at(
+                    loc,
+                    &p,
+                    format!("this {} secret {}", scheme.name(), b.message),
+                );
+            }
+            return None;
+        }
+    }
+    Some(Verify {
+        scheme,
+        secrets: secrets.into_iter().map(|(s, _, _)| s).collect(),
+        tolerance,
+        options,
+        url,
+    })
 }
 
 fn methods(r: &mut Reader<'_>, node: &Node<'_>, path: &str) -> Vec<Method> {

@@ -182,7 +182,7 @@ impl<'y> Map<'y> {
 }
 
 /// The known key closest to `key` by edit distance, when it is plausibly a typo.
-fn closest<'k>(key: &str, known: &[&'k str]) -> Option<&'k str> {
+pub(crate) fn closest<'k>(key: &str, known: &[&'k str]) -> Option<&'k str> {
     known
         .iter()
         .map(|k| (edit_distance(key, k), *k))

@@ -14,6 +14,8 @@ mod lifecycle;
 mod reload;
 /// TLS: versions, key types, SNI, HTTP/2 by ALPN.
 mod tls;
+/// Signature verification end to end: signed requests pass, tampered ones get 401.
+mod verify;
 
 /// A config with one plain listener and a sync route `/hooks/test` to `target_url`; `route_extra`
 /// is spliced into the route (indented by 4).
