@@ -18,6 +18,7 @@ use std::path::Path;
 
 pub use error::{ConfigError, ConfigErrors, Location};
 pub use model::*;
+pub use yaml::parse_duration;
 
 /// Largest config file read: far above any real one, small enough that a wrong path
 /// (a log file, a device) fails fast.

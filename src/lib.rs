@@ -14,6 +14,7 @@
 //! - `app`: wires it all together; `shutdown`: signals and draining.
 
 pub mod app;
+pub mod cli;
 pub mod config;
 pub mod path;
 pub mod verify;

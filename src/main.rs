@@ -39,11 +39,15 @@ enum Command {
         #[arg(short, long, default_value = "router.yaml")]
         config: PathBuf,
     },
+    /// Check a request's signature as the router would: prints `valid` or `invalid: REASON`
+    /// (exit 0 valid, 1 invalid, 2 usage error).
+    Verify(hookrouter::cli::VerifyArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Verify(args) => hookrouter::cli::verify(&args),
         Command::Check { config } => match app::prepare(config.clone()) {
             Ok(p) => {
                 let n = p.route_count();

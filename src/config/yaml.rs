@@ -550,7 +550,7 @@ fn read_reference_file(path: &Path) -> Result<String, String> {
 }
 
 /// Parses `500ms`, `5s`, `5m`, `1h`, `1d` and sums of them like `1h30m`.
-pub(crate) fn parse_duration(s: &str) -> Option<Duration> {
+pub fn parse_duration(s: &str) -> Option<Duration> {
     if s.is_empty() {
         return None;
     }
