@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs hookrouter's whole test suite: unit, integration (the real binary on 127.0.0.1 with
-# real TLS) and config-error fixtures. Installs the few Debian tools the tests call when they
-# are missing: openssl (RSA keys, old-TLS probes), iproute2 (`ss`), curl.
+# real TLS), config-error fixtures, signature vectors and interop with the providers' official
+# SDKs. Installs what the tests call when it is missing: Debian's openssl (RSA keys, old-TLS
+# probes), iproute2 (`ss`), curl, nodejs/npm; the SDKs from PyPI (a venv under target/) and
+# npm (tests/interop/node_modules), at the versions pinned in tests/interop/.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -9,6 +11,8 @@ need=()
 command -v openssl >/dev/null || need+=(openssl)
 command -v ss >/dev/null || need+=(iproute2)
 command -v curl >/dev/null || need+=(curl)
+command -v npm >/dev/null || need+=(nodejs npm)
+python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -16,5 +20,11 @@ if [ ${#need[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}"
 fi
+
+venv=target/interop-venv
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+"$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/interop/requirements.txt
+(cd tests/interop && npm ci --no-audit --no-fund --silent)
+export HOOKROUTER_INTEROP_PYTHON="$PWD/$venv/bin/python"
 
 cargo test --locked "$@"

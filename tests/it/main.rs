@@ -8,6 +8,8 @@ mod support;
 mod allowlist;
 /// Sync forwarding: relay, failures, limits, paths.
 mod forward;
+/// The providers' official SDKs sign into the router and verify what it forwards.
+mod interop;
 /// Startup, admin probes, timeouts, connection cap, graceful shutdown.
 mod lifecycle;
 /// Reload on SIGHUP and file change; certificates too.
