@@ -52,12 +52,14 @@ pub(crate) async fn handle(
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     let peer = conn.peer.ip().to_canonical();
     let response = match outcome {
-        Ok((admitted, resp)) => {
+        Ok((admitted, event, resp)) => {
             tracing::info!(
                 route = %snap.config.routes[admitted.route].name,
                 outcome = "forwarded",
                 status = resp.status().as_u16(),
                 method = %parts.method,
+                event_type = event.kind.as_deref(),
+                event_id = event.id.as_deref(),
                 client = %admitted.client_ip,
                 peer = %peer,
                 latency_ms = elapsed_ms,
@@ -101,7 +103,7 @@ pub(crate) async fn handle(
     Ok(response)
 }
 
-type Outcome = Result<(Admitted, Response<Full<Bytes>>), Refused>;
+type Outcome = Result<(Admitted, crate::event::Event, Response<Full<Bytes>>), Refused>;
 
 async fn process(
     shared: &Shared,
@@ -142,6 +144,7 @@ async fn process(
             .verify(&req, unix_now())
             .map_err(|f| fail(Rejection::Unverified(f)))?;
     }
+    let event = crate::event::extract(&route.event, &parts.headers, &body);
 
     match route.mode {
         Mode::Sync => {
@@ -156,7 +159,7 @@ async fn process(
                 .forward(target, parts, body, &origin)
                 .await
                 .map_err(fail)?;
-            Ok((admitted, resp))
+            Ok((admitted, event, resp))
         }
         // Validation refuses async routes while this build has no durable queue; should one
         // get here anyway, the sender is told to retry rather than the event being dropped.

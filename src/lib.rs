@@ -16,6 +16,7 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod event;
 pub mod path;
 pub mod verify;
 

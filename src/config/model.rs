@@ -140,6 +140,8 @@ pub struct Route {
     pub max_body: u64,
     /// Signature verification, if configured.
     pub verify: Option<Verify>,
+    /// Where events' type and id are: the scheme's defaults, with the route's `event` on top.
+    pub event: crate::event::Spec,
     /// Where events go.
     pub deliver: Vec<Deliver>,
 }

@@ -596,7 +596,14 @@ fn route(
     let verify = m
         .get("verify")
         .and_then(|n| verify(r, n, &m.path("verify"), defaults));
-    for key in ["event", "version"] {
+    let mut event = verify
+        .as_ref()
+        .map(|v| crate::event::defaults(v.scheme))
+        .unwrap_or_default();
+    if let Some(n) = m.get("event") {
+        event_override(r, n, &m.path("event"), &mut event);
+    }
+    for key in ["version"] {
         if let Some(n) = m.get(key) {
             r.error(n, &m.path(key), format!("`{key}` {NOT_YET}"));
         }
@@ -639,10 +646,30 @@ fn route(
             allow_ips,
             max_body: max_body?,
             verify,
+            event,
             deliver,
         },
         shown,
     ))
+}
+
+/// `event: { type: "header:NAME" | "body:/pointer", id: … }` over the scheme's defaults.
+fn event_override(r: &mut Reader<'_>, node: &Node<'_>, path: &str, spec: &mut crate::event::Spec) {
+    let Some(mut m) = r.map(node, path) else {
+        return;
+    };
+    for (key, slot) in [("type", &mut spec.kind), ("id", &mut spec.id)] {
+        if let Some(n) = m.get(key) {
+            let p = m.path(key);
+            if let Some(t) = r.non_empty(n, &p, "the source") {
+                match crate::event::Source::parse(t.value.trim()) {
+                    Ok(source) => *slot = Some(source),
+                    Err(why) => r.error(n, &p, format!("{t} {why}")),
+                }
+            }
+        }
+    }
+    m.finish(r);
 }
 
 fn verify(r: &mut Reader<'_>, node: &Node<'_>, path: &str, defaults: &Defaults) -> Option<Verify> {

@@ -97,6 +97,15 @@ async fn signed_requests_reach_the_target_and_tampered_ones_get_401() {
     .await;
     assert_eq!(a.status, 200);
     assert_eq!(target.count(), 1);
+    // The event's type and id (Stripe: from the body) are in the request's log line.
+    assert!(
+        router.wait_log(
+            "event_type=\"invoice.paid\" event_id=\"evt_1\"",
+            std::time::Duration::from_secs(2)
+        ),
+        "{}",
+        router.logs()
+    );
     let tampered: &'static [u8] = br#"{"id":"evt_1","type":"invoice.paid" }"#;
     let cases = [
         (

@@ -1,0 +1,164 @@
+//! What an event is: its type and id, read from a header or from the JSON body by pointer.
+//!
+//! Each scheme knows where its provider puts them ([`defaults`]); a route overrides either with
+//! `event: { type: "header:NAME" | "body:/json/pointer", id: … }`. The body is parsed only when
+//! a pointer needs it, once. Values are for logs and deliveries, never metric labels.
+
+use http::{HeaderMap, HeaderName};
+
+use crate::verify::SchemeName;
+
+/// Longest type or id kept; longer values are cut (they only label logs and deliveries).
+const MAX_VALUE: usize = 200;
+
+/// Where a value comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A request header.
+    Header(HeaderName),
+    /// A JSON pointer into the body (RFC 6901), like `/data/object/id`.
+    Body(String),
+}
+
+impl Source {
+    /// Parses `header:NAME` or `body:/pointer`.
+    pub fn parse(s: &str) -> Result<Source, &'static str> {
+        if let Some(name) = s.strip_prefix("header:") {
+            return HeaderName::from_bytes(name.trim().as_bytes())
+                .map(Source::Header)
+                .map_err(|_| "has an invalid header name after `header:`");
+        }
+        if let Some(ptr) = s.strip_prefix("body:") {
+            if ptr.starts_with('/') {
+                return Ok(Source::Body(ptr.to_string()));
+            }
+            return Err("needs a JSON pointer starting with `/` after `body:` (e.g. `body:/type`)");
+        }
+        Err("must be `header:NAME` or `body:/json/pointer`")
+    }
+}
+
+/// Where a route finds its events' type and id.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Spec {
+    /// The event type.
+    pub kind: Option<Source>,
+    /// The event id.
+    pub id: Option<Source>,
+}
+
+/// An event's type and id, when found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Event {
+    /// The event type (e.g. `invoice.paid`).
+    pub kind: Option<String>,
+    /// The provider's event id.
+    pub id: Option<String>,
+}
+
+fn header(name: &'static str) -> Option<Source> {
+    Some(Source::Header(HeaderName::from_static(name)))
+}
+
+fn body(ptr: &str) -> Option<Source> {
+    Some(Source::Body(ptr.to_string()))
+}
+
+/// Where each provider puts the event type and id.
+pub fn defaults(scheme: SchemeName) -> Spec {
+    let (kind, id) = match scheme {
+        SchemeName::Stripe => (body("/type"), body("/id")),
+        SchemeName::Svix => (body("/type"), header("svix-id")),
+        SchemeName::StandardWebhooks => (body("/type"), header("webhook-id")),
+        SchemeName::Github => (header("x-github-event"), header("x-github-delivery")),
+    };
+    Spec { kind, id }
+}
+
+/// Reads the event's type and id from a request.
+pub fn extract(spec: &Spec, headers: &HeaderMap, body: &[u8]) -> Event {
+    let mut parsed: Option<Option<serde_json::Value>> = None;
+    let mut read = |source: &Option<Source>| -> Option<String> {
+        match source.as_ref()? {
+            Source::Header(name) => headers.get(name).and_then(|v| v.to_str().ok()).map(clip),
+            Source::Body(ptr) => {
+                let json = parsed.get_or_insert_with(|| serde_json::from_slice(body).ok());
+                match json.as_ref()?.pointer(ptr)? {
+                    serde_json::Value::String(s) => Some(clip(s)),
+                    serde_json::Value::Number(n) => Some(n.to_string()),
+                    serde_json::Value::Bool(b) => Some(b.to_string()),
+                    _ => None,
+                }
+            }
+        }
+    };
+    let kind = read(&spec.kind);
+    let id = read(&spec.id);
+    Event { kind, id }
+}
+
+fn clip(s: &str) -> String {
+    match s.char_indices().nth(MAX_VALUE) {
+        Some((i, _)) => s[..i].to_string(),
+        None => s.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_overrides() {
+        let mut h = HeaderMap::new();
+        h.insert("svix-id", "msg_1".parse().expect("header"));
+        h.insert("x-github-event", "push".parse().expect("header"));
+        let body = br#"{"id":"evt_1","type":"invoice.paid","data":{"n":7}}"#;
+        assert_eq!(
+            extract(&defaults(SchemeName::Stripe), &h, body),
+            Event {
+                kind: Some("invoice.paid".into()),
+                id: Some("evt_1".into())
+            }
+        );
+        assert_eq!(
+            extract(&defaults(SchemeName::Svix), &h, body).id.as_deref(),
+            Some("msg_1")
+        );
+        let custom = Spec {
+            kind: Source::parse("header:X-GitHub-Event").ok(),
+            id: Source::parse("body:/data/n").ok(),
+        };
+        assert_eq!(
+            extract(&custom, &h, body),
+            Event {
+                kind: Some("push".into()),
+                id: Some("7".into())
+            }
+        );
+        // Not JSON, or no such field: nothing, and no error.
+        assert_eq!(
+            extract(&defaults(SchemeName::Stripe), &h, b"a=1"),
+            Event::default()
+        );
+    }
+
+    #[test]
+    fn sources_parse_strictly() {
+        assert!(Source::parse("body:type").is_err());
+        assert!(Source::parse("query:x").is_err());
+        assert!(Source::parse("header:bad name").is_err());
+        assert_eq!(Source::parse("body:/a/b"), Ok(Source::Body("/a/b".into())));
+    }
+
+    #[test]
+    fn long_values_are_clipped() {
+        let body = format!(r#"{{"type":"{}"}}"#, "é".repeat(500));
+        let e = extract(
+            &defaults(SchemeName::Stripe),
+            &HeaderMap::new(),
+            body.as_bytes(),
+        );
+        assert_eq!(e.kind.map(|k| k.chars().count()), Some(MAX_VALUE));
+    }
+}
