@@ -121,3 +121,213 @@ fn run_verify(args: &VerifyArgs) -> Result<Result<(), &'static str>, String> {
     };
     Ok(verifier.verify(&req, now).map_err(|f| f.as_label()))
 }
+
+/// Arguments of `hookrouter send`.
+#[derive(Debug, clap::Args)]
+pub struct SendArgs {
+    /// Send as this route of the config file (its scheme and first secret).
+    #[arg(long, requires = "config", conflicts_with_all = ["scheme", "secret"])]
+    route: Option<String>,
+    /// Config file, with `--route`.
+    #[arg(short, long)]
+    config: Option<PathBuf>,
+    /// Signature scheme (without `--route`).
+    #[arg(long, required_unless_present = "route")]
+    scheme: Option<String>,
+    /// Signing secret (without `--route`).
+    #[arg(long, required_unless_present = "route")]
+    secret: Option<String>,
+    /// Where to send (with `--route`: default the route on the config's first listener).
+    #[arg(long, required_unless_present = "route")]
+    to: Option<String>,
+    /// Event type for the sample payload (default: a typical one for the provider).
+    #[arg(long)]
+    event: Option<String>,
+    /// Send this file's bytes instead of the sample payload.
+    #[arg(long)]
+    body_file: Option<PathBuf>,
+}
+
+/// Runs `hookrouter send`: prints the answer's status line, headers and body.
+pub fn send(args: &SendArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("hookrouter send: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run_send(args)) {
+        Ok(status) if status < 400 => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::from(1),
+        Err(usage) => {
+            eprintln!("hookrouter send: {usage}");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
+async fn run_send(args: &SendArgs) -> Result<u16, String> {
+    let (scheme, secret, to) = match &args.route {
+        Some(name) => from_route(name, args)?,
+        None => {
+            let name = args.scheme.as_deref().unwrap_or_default();
+            let scheme =
+                SchemeName::from_name(name).ok_or_else(|| format!("unknown scheme `{name}`"))?;
+            (
+                scheme,
+                args.secret.clone().unwrap_or_default(),
+                args.to.clone().unwrap_or_default(),
+            )
+        }
+    };
+    let uri: http::Uri = to.parse().map_err(|_| format!("`{to}` is not a URL"))?;
+    if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.authority().is_none() {
+        return Err(format!(
+            "`{to}` must be an absolute http:// or https:// URL"
+        ));
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let id = format!("msg_hookrouter_{now:x}{:x}", std::process::id());
+    let (body, mut headers) = match &args.body_file {
+        Some(f) => (
+            std::fs::read(f).map_err(|e| format!("cannot read `{}`: {e}", f.display()))?,
+            Vec::new(),
+        ),
+        None => sample(scheme, args.event.as_deref(), now, &id),
+    };
+    headers.extend(crate::verify::sign(scheme, &secret, &body, now, &id)?);
+    headers.push(("content-type".into(), "application/json".into()));
+    headers.push((
+        "user-agent".into(),
+        format!("hookrouter-send/{}", env!("CARGO_PKG_VERSION")),
+    ));
+
+    let mut req = http::Request::post(uri.path_and_query().map_or("/", |p| p.as_str())).header(
+        http::header::HOST,
+        uri.authority().map_or("", |a| a.as_str()),
+    );
+    for (k, v) in &headers {
+        req = req.header(k.as_str(), v.as_str());
+    }
+    let req = req
+        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+        .map_err(|e| format!("cannot build the request: {e}"))?;
+    let tls = crate::forward::pool::client_tls()
+        .map_err(|e| format!("cannot load root certificates: {e}"))?;
+    let pool = crate::forward::pool::Pool::new(tls);
+    let (resp, _) = pool
+        .send(&uri, req)
+        .await
+        .map_err(|e| format!("cannot send to {to}: {e}"))?;
+    let status = resp.status();
+    println!("{:?} {status}", resp.version());
+    for (k, v) in resp.headers() {
+        println!("{k}: {}", String::from_utf8_lossy(v.as_bytes()));
+    }
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .map_err(|e| format!("reading the answer: {e}"))?
+        .to_bytes();
+    println!();
+    println!("{}", String::from_utf8_lossy(&body));
+    Ok(status.as_u16())
+}
+
+/// Scheme, secret and URL of a configured route.
+fn from_route(name: &str, args: &SendArgs) -> Result<(SchemeName, String, String), String> {
+    let path = args.config.as_ref().ok_or("`--route` needs `-c FILE`")?;
+    let config =
+        crate::config::load(path).map_err(|e| format!("the config does not validate:\n{e}"))?;
+    let route = config
+        .routes
+        .iter()
+        .find(|r| r.name == name)
+        .ok_or_else(|| {
+            let names: Vec<&str> = config.routes.iter().map(|r| r.name.as_str()).collect();
+            format!(
+                "no route `{name}` in {} (routes: {})",
+                path.display(),
+                names.join(", ")
+            )
+        })?;
+    let verify = route
+        .verify
+        .as_ref()
+        .ok_or_else(|| format!("route `{name}` has no `verify` block: nothing to sign"))?;
+    let secret = verify
+        .secrets
+        .first()
+        .map(|s| s.expose().to_string())
+        .ok_or("the route has no secret")?;
+    let to = match &args.to {
+        Some(t) => t.clone(),
+        None => {
+            let l = config
+                .listen
+                .iter()
+                .find(|l| l.tls.is_none())
+                .or(config.listen.first())
+                .ok_or("no listener")?;
+            let proto = if l.tls.is_some() { "https" } else { "http" };
+            let host = match l.addr.ip() {
+                ip if ip.is_unspecified() && ip.is_ipv4() => "127.0.0.1".to_string(),
+                ip if ip.is_unspecified() => "[::1]".to_string(),
+                std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+                ip => ip.to_string(),
+            };
+            format!("{proto}://{host}:{}{}", l.addr.port(), route.path)
+        }
+    };
+    Ok((verify.scheme, secret, to))
+}
+
+/// A sample payload in the provider's shape, and the extra headers it sends.
+fn sample(
+    scheme: SchemeName,
+    event: Option<&str>,
+    now: i64,
+    id: &str,
+) -> (Vec<u8>, Vec<(String, String)>) {
+    let (body, headers) = match scheme {
+        SchemeName::Stripe => (
+            serde_json::json!({
+                "id": format!("evt_{id}"), "object": "event", "api_version": "2024-06-20", "created": now,
+                "type": event.unwrap_or("payment_intent.succeeded"), "livemode": false,
+                "data": { "object": { "id": "pi_3MtwBwLkdIwHu7ix28a3tqPa", "object": "payment_intent",
+                                      "amount": 2000, "currency": "usd", "status": "succeeded" } }
+            }),
+            vec![],
+        ),
+        SchemeName::Svix => (
+            serde_json::json!({
+                "type": event.unwrap_or("user.created"), "object": "event", "timestamp": now * 1000,
+                "data": { "id": "user_29w83sxmDNGwOuEthce5gg56FcC", "object": "user", "first_name": "Example",
+                          "email_addresses": [ { "email_address": "example@example.org" } ] }
+            }),
+            vec![],
+        ),
+        SchemeName::StandardWebhooks => (
+            serde_json::json!({ "type": event.unwrap_or("contact.created"), "timestamp": now,
+                                "data": { "id": "contact_1", "email": "example@example.org" } }),
+            vec![],
+        ),
+        SchemeName::Github => (
+            serde_json::json!({ "zen": "Keep it logically awesome.", "hook_id": 12345678,
+                                "repository": { "full_name": "octo-org/octo-repo" } }),
+            vec![
+                (
+                    "X-GitHub-Event".to_string(),
+                    event.unwrap_or("ping").to_string(),
+                ),
+                ("X-GitHub-Delivery".to_string(), id.to_string()),
+            ],
+        ),
+    };
+    (body.to_string().into_bytes(), headers)
+}

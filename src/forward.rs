@@ -20,7 +20,7 @@ use http_body_util::{BodyExt, Full, Limited};
 
 use crate::{client_ip::X_FORWARDED_FOR, config::Target, pipeline::Rejection};
 
-mod pool;
+pub(crate) mod pool;
 
 /// Largest target answer relayed in sync mode; webhook answers are small.
 const MAX_RESPONSE_BODY: usize = 16 << 20;

@@ -42,12 +42,15 @@ enum Command {
     /// Check a request's signature as the router would: prints `valid` or `invalid: REASON`
     /// (exit 0 valid, 1 invalid, 2 usage error).
     Verify(hookrouter::cli::VerifyArgs),
+    /// Send a correctly signed sample event (like `stripe trigger`) and print the answer.
+    Send(hookrouter::cli::SendArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Verify(args) => hookrouter::cli::verify(&args),
+        Command::Send(args) => hookrouter::cli::send(&args),
         Command::Check { config } => match app::prepare(config.clone()) {
             Ok(p) => {
                 let n = p.route_count();

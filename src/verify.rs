@@ -212,6 +212,25 @@ impl Verifier {
     }
 }
 
+/// The headers `scheme`'s provider would send with `body` at time `now`, signed with
+/// `secret`; `id` is used where the scheme signs a message id. For `hookrouter send`.
+pub fn sign(
+    scheme: SchemeName,
+    secret: &str,
+    body: &[u8],
+    now: i64,
+    id: &str,
+) -> Result<Vec<(String, String)>, String> {
+    match scheme {
+        SchemeName::Stripe => Ok(stripe::sign(secret, body, now)),
+        SchemeName::Svix => standard::sign(standard::Headers::Svix, secret, id, body, now),
+        SchemeName::StandardWebhooks => {
+            standard::sign(standard::Headers::Webhook, secret, id, body, now)
+        }
+        SchemeName::Github => Ok(github::sign(secret, body)),
+    }
+}
+
 // === helpers shared by the schemes ===
 
 type HmacSha256 = Hmac<sha2::Sha256>;

@@ -69,3 +69,12 @@ pub(super) fn verify(keys: &Keys, req: &Request<'_>) -> Result<(), Failure> {
         Err(e) => Err(e),
     }
 }
+
+/// The `X-Hub-Signature-256` header GitHub would send for `body` (for `hookrouter send`).
+pub(super) fn sign(secret: &str, body: &[u8]) -> Vec<(String, String)> {
+    let mac = hmac_sha256(secret.as_bytes(), &[body]);
+    vec![(
+        "X-Hub-Signature-256".into(),
+        format!("sha256={}", hex::encode(mac.finalize().into_bytes())),
+    )]
+}

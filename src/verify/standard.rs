@@ -159,3 +159,35 @@ pub(super) fn verify(
     }
     check_window(ts, now, tolerance, Window::Both)
 }
+
+/// The three headers a Standard Webhooks / Svix sender would send (for `hookrouter send`).
+/// Only symmetric (`whsec_`) secrets can sign; a `whpk_` public key cannot.
+pub(super) fn sign(
+    headers: Headers,
+    secret: &str,
+    id: &str,
+    body: &[u8],
+    t: i64,
+) -> Result<Vec<(String, String)>, String> {
+    let Key::Hmac(key) = parse_key(secret).map_err(|m| format!("the secret {m}"))? else {
+        return Err(
+            "a `whpk_` public key can verify but not sign: give the `whsec_` secret".to_string(),
+        );
+    };
+    let ts = t.to_string();
+    let mac = hmac_sha256(&key, &[id.as_bytes(), b".", ts.as_bytes(), b".", body]);
+    let sig = format!(
+        "v1,{}",
+        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    );
+    let prefix = if headers == Headers::Svix {
+        "svix"
+    } else {
+        "webhook"
+    };
+    Ok(vec![
+        (format!("{prefix}-id"), id.to_string()),
+        (format!("{prefix}-timestamp"), ts),
+        (format!("{prefix}-signature"), sig),
+    ])
+}

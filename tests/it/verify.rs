@@ -229,3 +229,70 @@ async fn signed_requests_reach_the_target_and_tampered_ones_get_401() {
         assert!(!logs.contains(secret), "a secret is in the log");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn send_delivers_a_correctly_signed_sample_event() {
+    let target = Target::start(Reply::default()).await;
+    let yaml = format!(
+        r#"version: 1
+listen: [ {{ addr: "127.0.0.1:{{port}}" }} ]
+admin: {{ addr: "127.0.0.1:{{admin}}" }}
+targets:
+  app: {{ url: "{}" }}
+routes:
+  - {{ name: stripe, path: /hooks/stripe, mode: sync, verify: {{ scheme: stripe, secrets: ["whsec_send_test"] }}, deliver: [ {{ target: app }} ] }}
+  - {{ name: clerk, path: /hooks/clerk, mode: sync, verify: {{ scheme: svix, secrets: ["{SVIX_SECRET}"] }}, deliver: [ {{ target: app }} ] }}
+"#,
+        target.url("/in")
+    );
+    let router = Router::start(&yaml);
+    let send = |args: Vec<String>| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_hookrouter"))
+            .arg("send")
+            .args(args)
+            .output()
+            .expect("run send")
+    };
+    let config = router.config.display().to_string();
+    let out = send(vec![
+        "--route".into(),
+        "stripe".into(),
+        "-c".into(),
+        config.clone(),
+        "--event".into(),
+        "invoice.paid".into(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("HTTP/1.1 200 OK"));
+    let seen = target.last();
+    let body: serde_json::Value = serde_json::from_slice(&seen.body).expect("json body");
+    assert_eq!(body["type"], "invoice.paid");
+    assert_eq!(body["object"], "event");
+
+    let out = send(vec!["--route".into(), "clerk".into(), "-c".into(), config]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(target.last().headers.contains_key("svix-signature"));
+
+    // A wrong secret: the router refuses it and `send` exits 1 after printing the answer.
+    let out = send(vec![
+        "--scheme".into(),
+        "stripe".into(),
+        "--secret".into(),
+        "whsec_wrong".into(),
+        "--to".into(),
+        router.url("/hooks/stripe"),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("401"));
+    assert_eq!(target.count(), 2);
+}
