@@ -197,7 +197,7 @@ fn shipped_examples_and_good_fixtures_are_valid() {
             .expect("under the crate root")
             .to_string_lossy()
             .replace('\\', "/");
-        let out = check(&rel, &[]);
+        let out = check(&rel, EXAMPLE_ENV);
         let stdout = String::from_utf8_lossy(&out.stdout);
         if out.status.code() != Some(0) || !stdout.starts_with(&format!("{rel}: valid (")) {
             failures.push(format!(
@@ -213,6 +213,19 @@ fn shipped_examples_and_good_fixtures_are_valid() {
         failures.join("\n\n")
     );
 }
+
+/// The variables the shipped examples read, with values of the right shape.
+const EXAMPLE_ENV: &[(&str, &str)] = &[
+    ("STRIPE_WEBHOOK_SECRET", "whsec_example"),
+    (
+        "CLERK_WEBHOOK_SECRET",
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    ),
+    ("GITHUB_WEBHOOK_SECRET", "example"),
+    ("LOGTO_SIGNING_KEY", "example"),
+    ("SLACK_SIGNING_SECRET", "8f742231b10e8888abcd99yyyzzz85a5"),
+    ("SHOPIFY_API_SECRET", "example"),
+];
 
 const SECRET: &str = "supersecret-123";
 
