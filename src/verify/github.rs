@@ -78,3 +78,106 @@ pub(super) fn sign(secret: &str, body: &[u8]) -> Vec<(String, String)> {
         format!("sha256={}", hex::encode(mac.finalize().into_bytes())),
     )]
 }
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderMap;
+    use proptest::prelude::*;
+
+    use super::super::{Failure, Options, Request, SchemeName, Verifier};
+
+    // GitHub's documented example.
+    const SECRET: &str = "It's a Secret to Everybody";
+    const BODY: &[u8] = b"Hello, World!";
+    const SIG: &str = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
+
+    fn check(headers: &[(&'static str, &str)], body: &[u8], legacy: bool) -> Result<(), Failure> {
+        let mut h = HeaderMap::new();
+        for (k, v) in headers {
+            h.append(*k, v.parse().expect("header"));
+        }
+        let v = Verifier::new(
+            SchemeName::Github,
+            &[SECRET],
+            None,
+            &Options {
+                legacy_sha1: legacy,
+            },
+        )
+        .expect("verifier");
+        v.verify(
+            &Request {
+                url: "",
+                headers: &h,
+                body,
+            },
+            0,
+        )
+    }
+
+    #[test]
+    fn each_failure_reason() {
+        assert_eq!(check(&[("x-hub-signature-256", SIG)], BODY, false), Ok(()));
+        assert_eq!(super::sign(SECRET, BODY)[0].1, SIG);
+        assert_eq!(check(&[], BODY, false), Err(Failure::MissingHeader));
+        assert_eq!(
+            check(&[("x-hub-signature-256", &SIG[7..])], BODY, false),
+            Err(Failure::MalformedHeader)
+        );
+        assert_eq!(
+            check(
+                &[(
+                    "x-hub-signature-256",
+                    &SIG.to_uppercase().replace("SHA256=", "sha256=")
+                )],
+                BODY,
+                false
+            ),
+            Err(Failure::MalformedHeader)
+        );
+        assert_eq!(
+            check(
+                &[("x-hub-signature-256", SIG), ("x-hub-signature-256", SIG)],
+                BODY,
+                false
+            ),
+            Err(Failure::MalformedHeader)
+        );
+        assert_eq!(
+            check(&[("x-hub-signature-256", SIG)], b"Hello, World?", false),
+            Err(Failure::SignatureMismatch)
+        );
+        // sha1 only when asked for, and only without a sha256 header.
+        let sha1 = "sha1=01dc10d0c83e72ed246219cdd91669667fe2ca59";
+        assert_eq!(
+            check(&[("x-hub-signature", sha1)], BODY, false),
+            Err(Failure::MissingHeader)
+        );
+        assert_eq!(check(&[("x-hub-signature", sha1)], BODY, true), Ok(()));
+    }
+
+    proptest! {
+        #[test]
+        fn any_single_byte_change_fails(i in 0usize..64, flip in 1u8..=255) {
+            let mut body = BODY.to_vec();
+            let bi = i % body.len();
+            body[bi] ^= flip;
+            prop_assert!(check(&[("x-hub-signature-256", SIG)], &body, false).is_err());
+            let mut sig = SIG.as_bytes().to_vec();
+            let si = 7 + i % (SIG.len() - 7);
+            sig[si] ^= flip;
+            if let Ok(s) = String::from_utf8(sig) {
+                if http::HeaderValue::from_str(&s).is_ok() {
+                    prop_assert!(check(&[("x-hub-signature-256", &s)], BODY, false).is_err());
+                }
+            }
+        }
+
+        #[test]
+        fn arbitrary_headers_never_panic(s in "\\PC{0,200}") {
+            if http::HeaderValue::from_str(&s).is_ok() {
+                let _ = check(&[("x-hub-signature-256", &s), ("x-hub-signature", &s)], BODY, true);
+            }
+        }
+    }
+}

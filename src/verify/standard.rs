@@ -191,3 +191,166 @@ pub(super) fn sign(
         (format!("{prefix}-signature"), sig),
     ])
 }
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderMap;
+    use proptest::prelude::*;
+
+    use super::super::{Failure, Options, Request, SchemeName, Verifier};
+
+    // The official Svix / Standard Webhooks vector.
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    const ID: &str = "msg_p5jXN8AQM9LWM0D4loKWxJek";
+    const TS: &str = "1614265330";
+    const BODY: &[u8] = br#"{"test": 2432232314}"#;
+    const SIG: &str = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
+    const NOW: i64 = 1_614_265_330;
+
+    fn check(
+        scheme: SchemeName,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        now: i64,
+    ) -> Result<(), Failure> {
+        let mut h = HeaderMap::new();
+        for (k, v) in headers {
+            h.append(
+                http::HeaderName::from_bytes(k.as_bytes()).expect("name"),
+                v.parse().expect("header"),
+            );
+        }
+        let v = Verifier::new(scheme, &[SECRET], None, &Options::default()).expect("verifier");
+        v.verify(
+            &Request {
+                url: "",
+                headers: &h,
+                body,
+            },
+            now,
+        )
+    }
+
+    fn svix(sig: &str, ts: &str) -> Vec<(&'static str, String)> {
+        vec![
+            ("svix-id", ID.into()),
+            ("svix-timestamp", ts.into()),
+            ("svix-signature", sig.into()),
+        ]
+    }
+
+    fn refs<'a>(v: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+        v.iter().map(|(k, s)| (*k, s.as_str())).collect()
+    }
+
+    #[test]
+    fn each_failure_reason() {
+        let sv = SchemeName::Svix;
+        assert_eq!(check(sv, &refs(&svix(SIG, TS)), BODY, NOW), Ok(()));
+        // Svix falls back to webhook-*; Standard Webhooks reads only webhook-*.
+        let wh = [
+            ("webhook-id", ID),
+            ("webhook-timestamp", TS),
+            ("webhook-signature", SIG),
+        ];
+        assert_eq!(check(sv, &wh, BODY, NOW), Ok(()));
+        assert_eq!(check(SchemeName::StandardWebhooks, &wh, BODY, NOW), Ok(()));
+        assert_eq!(
+            check(
+                SchemeName::StandardWebhooks,
+                &refs(&svix(SIG, TS)),
+                BODY,
+                NOW
+            ),
+            Err(Failure::MissingHeader)
+        );
+        assert_eq!(
+            check(sv, &[("svix-id", ID)], BODY, NOW),
+            Err(Failure::MissingHeader)
+        );
+        assert_eq!(
+            check(sv, &refs(&svix("v2,abc", TS)), BODY, NOW),
+            Err(Failure::MalformedHeader)
+        );
+        assert_eq!(
+            check(sv, &refs(&svix("v1,", TS)), BODY, NOW),
+            Err(Failure::MalformedHeader)
+        );
+        assert_eq!(
+            check(sv, &refs(&svix(SIG, "1614265330.0")), BODY, NOW),
+            Err(Failure::BadTimestamp)
+        );
+        assert_eq!(
+            check(sv, &refs(&svix(SIG, "-1")), BODY, NOW),
+            Err(Failure::BadTimestamp)
+        );
+        assert_eq!(
+            check(sv, &refs(&svix(SIG, TS)), b"{}", NOW),
+            Err(Failure::SignatureMismatch)
+        );
+        assert_eq!(
+            check(sv, &refs(&svix(SIG, TS)), BODY, NOW + 301),
+            Err(Failure::Expired)
+        );
+        assert_eq!(
+            check(sv, &refs(&svix(SIG, TS)), BODY, NOW - 301),
+            Err(Failure::FromFuture)
+        );
+        assert_eq!(check(sv, &refs(&svix(SIG, TS)), BODY, NOW + 300), Ok(()));
+        // Rotation list: an unknown version and a stale signature next to the good one.
+        let list = format!("v2,xyz v1,AAAA {SIG}");
+        assert_eq!(check(sv, &refs(&svix(&list, TS)), BODY, NOW), Ok(()));
+        // Signing and verifying agree.
+        let headers = super::sign(super::Headers::Svix, SECRET, ID, BODY, NOW).expect("sign");
+        assert_eq!(headers[2].1, SIG);
+    }
+
+    #[test]
+    fn secrets_are_checked_at_load() {
+        for bad in ["whsec_***", "whsec_", "whsk_AAAA", "whpk_AAAA"] {
+            assert!(
+                Verifier::new(SchemeName::Svix, &[bad], None, &Options::default()).is_err(),
+                "{bad}"
+            );
+        }
+        // Unpadded base64 is accepted, as the Python library does.
+        assert!(
+            Verifier::new(
+                SchemeName::Svix,
+                &["whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"],
+                None,
+                &Options::default()
+            )
+            .is_ok()
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn any_single_byte_change_fails(i in 0usize..64, flip in 1u8..=255) {
+            let mut body = BODY.to_vec();
+            let bi = i % body.len();
+            body[bi] ^= flip;
+            prop_assert!(check(SchemeName::Svix, &refs(&svix(SIG, TS)), &body, NOW).is_err());
+            for (which, text) in [(0usize, SIG), (1, TS), (2, ID)] {
+                let mut b = text.as_bytes().to_vec();
+                let k = i % b.len();
+                b[k] ^= flip;
+                let Ok(s) = String::from_utf8(b) else { continue };
+                if http::HeaderValue::from_str(&s).is_err() || s == text { continue; }
+                let mut h = svix(SIG, TS);
+                let slot = match which { 0 => 2, 1 => 1, _ => 0 };
+                h[slot].1 = s;
+                prop_assert!(check(SchemeName::Svix, &refs(&h), BODY, NOW).is_err());
+            }
+        }
+
+        #[test]
+        fn arbitrary_headers_never_panic(a in "\\PC{0,80}", b in "\\PC{0,80}", c in "\\PC{0,200}") {
+            let ok = |s: &str| http::HeaderValue::from_str(s).is_ok();
+            if ok(&a) && ok(&b) && ok(&c) {
+                let _ = check(SchemeName::Svix, &[("svix-id", &a), ("svix-timestamp", &b), ("svix-signature", &c)], BODY, NOW);
+            }
+        }
+    }
+}

@@ -83,3 +83,118 @@ pub(super) fn sign(secret: &str, body: &[u8], t: i64) -> Vec<(String, String)> {
         format!("t={ts},v1={}", hex::encode(mac.finalize().into_bytes())),
     )]
 }
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderMap;
+    use proptest::prelude::*;
+
+    use super::super::{Failure, Options, Request, SchemeName, Verifier};
+
+    const SECRET: &str = "whsec_test_secret";
+    const BODY: &[u8] = br#"{"id":"evt_1","type":"invoice.paid"}"#;
+    const T: i64 = 1_700_000_000;
+
+    fn check(header: Option<&str>, body: &[u8], now: i64) -> Result<(), Failure> {
+        let mut h = HeaderMap::new();
+        if let Some(v) = header {
+            h.insert("stripe-signature", v.parse().expect("header"));
+        }
+        let v = Verifier::new(
+            SchemeName::Stripe,
+            &["whsec_old", SECRET],
+            None,
+            &Options::default(),
+        )
+        .expect("verifier");
+        v.verify(
+            &Request {
+                url: "",
+                headers: &h,
+                body,
+            },
+            now,
+        )
+    }
+
+    fn signed(t: i64) -> String {
+        super::sign(SECRET, BODY, t).remove(0).1
+    }
+
+    #[test]
+    fn each_failure_reason() {
+        let good = signed(T);
+        assert_eq!(check(Some(&good), BODY, T), Ok(()));
+        assert_eq!(check(None, BODY, T), Err(Failure::MissingHeader));
+        assert_eq!(
+            check(Some("v1=abc"), BODY, T),
+            Err(Failure::MalformedHeader)
+        );
+        assert_eq!(
+            check(Some("t=1,v1="), BODY, T),
+            Err(Failure::MalformedHeader)
+        );
+        assert_eq!(
+            check(Some("garbage"), BODY, T),
+            Err(Failure::MalformedHeader)
+        );
+        assert_eq!(
+            check(Some("t=1.5,v1=00"), BODY, T),
+            Err(Failure::BadTimestamp)
+        );
+        assert_eq!(
+            check(Some(&good), b"{}", T),
+            Err(Failure::SignatureMismatch)
+        );
+        assert_eq!(check(Some(&good), BODY, T + 301), Err(Failure::Expired));
+        // Stripe's SDKs accept future timestamps; so do we.
+        assert_eq!(check(Some(&good), BODY, T - 10_000), Ok(()));
+        // Uppercase hex fails, as in stripe-node and stripe-python.
+        assert_eq!(
+            check(
+                Some(
+                    &good
+                        .to_uppercase()
+                        .replace("T=", "t=")
+                        .replace("V1=", "v1=")
+                ),
+                BODY,
+                T
+            ),
+            Err(Failure::MalformedHeader)
+        );
+        // Several v1 values: any one matching passes.
+        let rolled = format!(
+            "t={T},v1={},{}",
+            "0".repeat(64),
+            &good[good.find("v1=").expect("v1")..]
+        );
+        assert_eq!(check(Some(&rolled), BODY, T), Ok(()));
+    }
+
+    proptest! {
+        #[test]
+        fn any_single_byte_change_fails(i in 0usize..256, flip in 1u8..=255) {
+            let good = signed(T);
+            let mut body = BODY.to_vec();
+            let bi = i % body.len();
+            body[bi] ^= flip;
+            prop_assert!(check(Some(&good), &body, T).is_err());
+            let mut sig = good.clone().into_bytes();
+            let si = i % sig.len();
+            sig[si] ^= flip;
+            if let Ok(s) = String::from_utf8(sig) {
+                if http::HeaderValue::from_str(&s).is_ok() && s != good {
+                    prop_assert!(check(Some(&s), BODY, T).is_err());
+                }
+            }
+        }
+
+        #[test]
+        fn arbitrary_headers_never_panic(s in "\\PC{0,200}") {
+            if http::HeaderValue::from_str(&s).is_ok() {
+                let _ = check(Some(&s), BODY, T);
+            }
+        }
+    }
+}
