@@ -18,8 +18,18 @@ use hmac::{Hmac, Mac};
 use http::HeaderMap;
 
 mod github;
+mod intercom;
+mod lemonsqueezy;
+mod logto;
+mod mac;
+mod pagerduty;
+mod shopify;
+mod slack;
 mod standard;
 mod stripe;
+mod twitch;
+mod typeform;
+mod zoom;
 
 /// What a verifier checks: the request as received.
 pub struct Request<'a> {
@@ -82,6 +92,24 @@ pub enum SchemeName {
     StandardWebhooks,
     /// GitHub.
     Github,
+    /// Slack.
+    Slack,
+    /// Shopify: `X-Shopify-Hmac-Sha256`, or `shopify-hmac-sha256` (Events webhooks).
+    Shopify,
+    /// Logto.
+    Logto,
+    /// PagerDuty (v3 webhooks).
+    Pagerduty,
+    /// Typeform.
+    Typeform,
+    /// Lemon Squeezy.
+    LemonSqueezy,
+    /// Intercom.
+    Intercom,
+    /// Zoom.
+    Zoom,
+    /// Twitch EventSub.
+    Twitch,
 }
 
 impl SchemeName {
@@ -91,6 +119,15 @@ impl SchemeName {
         ("svix", SchemeName::Svix),
         ("standard-webhooks", SchemeName::StandardWebhooks),
         ("github", SchemeName::Github),
+        ("slack", SchemeName::Slack),
+        ("shopify", SchemeName::Shopify),
+        ("logto", SchemeName::Logto),
+        ("pagerduty", SchemeName::Pagerduty),
+        ("typeform", SchemeName::Typeform),
+        ("lemonsqueezy", SchemeName::LemonSqueezy),
+        ("intercom", SchemeName::Intercom),
+        ("zoom", SchemeName::Zoom),
+        ("twitch", SchemeName::Twitch),
     ];
 
     /// Looks a scheme up by its config name.
@@ -112,6 +149,16 @@ impl SchemeName {
             SchemeName::Stripe => Some(stripe::TOLERANCE),
             SchemeName::Svix | SchemeName::StandardWebhooks => Some(standard::TOLERANCE),
             SchemeName::Github => None,
+            SchemeName::Slack => Some(slack::TOLERANCE),
+            SchemeName::Shopify => None,
+            SchemeName::Logto => None,
+            SchemeName::Pagerduty => None,
+            SchemeName::Typeform => None,
+            SchemeName::LemonSqueezy => None,
+            SchemeName::Intercom => None,
+            // Signs a timestamp but publishes no window (see zoom.rs): only a route's own applies.
+            SchemeName::Zoom => None,
+            SchemeName::Twitch => Some(twitch::TOLERANCE),
         }
     }
 }
@@ -133,6 +180,15 @@ enum Scheme {
     Stripe(stripe::Keys),
     Standard(standard::Keys, standard::Headers),
     Github(github::Keys),
+    Slack(slack::Keys),
+    Shopify(shopify::Keys),
+    Logto(logto::Keys),
+    Pagerduty(pagerduty::Keys),
+    Typeform(typeform::Keys),
+    LemonSqueezy(lemonsqueezy::Keys),
+    Intercom(intercom::Keys),
+    Zoom(zoom::Keys),
+    Twitch(twitch::Keys),
 }
 
 impl fmt::Debug for Verifier {
@@ -142,6 +198,15 @@ impl fmt::Debug for Verifier {
             Scheme::Stripe(_) => "stripe",
             Scheme::Standard(..) => "standard-webhooks",
             Scheme::Github(_) => "github",
+            Scheme::Slack(_) => "slack",
+            Scheme::Shopify(_) => "shopify",
+            Scheme::Logto(_) => "logto",
+            Scheme::Pagerduty(_) => "pagerduty",
+            Scheme::Typeform(_) => "typeform",
+            Scheme::LemonSqueezy(_) => "lemonsqueezy",
+            Scheme::Intercom(_) => "intercom",
+            Scheme::Zoom(_) => "zoom",
+            Scheme::Twitch(_) => "twitch",
         };
         f.debug_struct("Verifier")
             .field("scheme", &name)
@@ -195,6 +260,15 @@ impl Verifier {
                 Scheme::Standard(standard::Keys::new(secrets)?, standard::Headers::Webhook)
             }
             SchemeName::Github => Scheme::Github(github::Keys::new(secrets, options.legacy_sha1)),
+            SchemeName::Slack => Scheme::Slack(slack::Keys::new(secrets)),
+            SchemeName::Shopify => Scheme::Shopify(shopify::Keys::new(secrets)),
+            SchemeName::Logto => Scheme::Logto(logto::Keys::new(secrets)),
+            SchemeName::Pagerduty => Scheme::Pagerduty(pagerduty::Keys::new(secrets)),
+            SchemeName::Typeform => Scheme::Typeform(typeform::Keys::new(secrets)),
+            SchemeName::LemonSqueezy => Scheme::LemonSqueezy(lemonsqueezy::Keys::new(secrets)),
+            SchemeName::Intercom => Scheme::Intercom(intercom::Keys::new(secrets)),
+            SchemeName::Zoom => Scheme::Zoom(zoom::Keys::new(secrets)),
+            SchemeName::Twitch => Scheme::Twitch(twitch::Keys::new(secrets)),
         };
         Ok(Verifier {
             scheme,
@@ -208,6 +282,15 @@ impl Verifier {
             Scheme::Stripe(k) => stripe::verify(k, req, now, self.tolerance),
             Scheme::Standard(k, h) => standard::verify(k, *h, req, now, self.tolerance),
             Scheme::Github(k) => github::verify(k, req),
+            Scheme::Slack(k) => slack::verify(k, req, now, self.tolerance),
+            Scheme::Shopify(k) => shopify::verify(k, req),
+            Scheme::Logto(k) => logto::verify(k, req),
+            Scheme::Pagerduty(k) => pagerduty::verify(k, req),
+            Scheme::Typeform(k) => typeform::verify(k, req),
+            Scheme::LemonSqueezy(k) => lemonsqueezy::verify(k, req),
+            Scheme::Intercom(k) => intercom::verify(k, req),
+            Scheme::Zoom(k) => zoom::verify(k, req, now, self.tolerance),
+            Scheme::Twitch(k) => twitch::verify(k, req, now, self.tolerance),
         }
     }
 }

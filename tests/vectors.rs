@@ -13,6 +13,15 @@ fn scheme_for(provider: &str) -> Option<(SchemeName, Options)> {
         "svix" | "clerk/resend (svix)" => plain(SchemeName::Svix),
         "standard-webhooks" | "gitlab-signing-token" => plain(SchemeName::StandardWebhooks),
         "github" => Some((SchemeName::Github, Options { legacy_sha1: true })),
+        "slack" => plain(SchemeName::Slack),
+        "shopify" => plain(SchemeName::Shopify),
+        "logto" => plain(SchemeName::Logto),
+        "pagerduty" => plain(SchemeName::Pagerduty),
+        "typeform" => plain(SchemeName::Typeform),
+        "lemonsqueezy" => plain(SchemeName::LemonSqueezy),
+        "intercom" => plain(SchemeName::Intercom),
+        "zoom" => plain(SchemeName::Zoom),
+        "twitch" => plain(SchemeName::Twitch),
         _ => None,
     }
 }
