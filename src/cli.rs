@@ -328,6 +328,35 @@ fn sample(
                 ("X-GitHub-Delivery".to_string(), id.to_string()),
             ],
         ),
+        SchemeName::Slack => (
+            serde_json::json!({ "type": "event_callback", "event_id": id, "event_time": now,
+                                "event": { "type": event.unwrap_or("app_mention"), "text": "hello", "channel": "C0LAN2Q65" } }),
+            vec![],
+        ),
+        SchemeName::Shopify => (
+            serde_json::json!({ "id": 820982911946154508_u64, "email": "jon@example.com", "total_price": "199.00",
+                                "currency": "USD", "financial_status": "paid" }),
+            vec![
+                (
+                    "X-Shopify-Topic".to_string(),
+                    event.unwrap_or("orders/create").to_string(),
+                ),
+                ("X-Shopify-Event-Id".to_string(), id.to_string()),
+                (
+                    "X-Shopify-Shop-Domain".to_string(),
+                    "example.myshopify.com".to_string(),
+                ),
+            ],
+        ),
+        SchemeName::Logto => (
+            serde_json::json!({ "hookId": "hook_1", "event": event.unwrap_or("PostRegister"),
+                                "createdAt": now, "user": { "id": "user_1", "primaryEmail": "example@example.org" } }),
+            vec![],
+        ),
+        _ => (
+            serde_json::json!({ "type": event.unwrap_or("example.event"), "id": id, "created": now }),
+            vec![],
+        ),
     };
     (body.to_string().into_bytes(), headers)
 }

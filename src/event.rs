@@ -71,6 +71,19 @@ pub fn defaults(scheme: SchemeName) -> Spec {
         SchemeName::Svix => (body("/type"), header("svix-id")),
         SchemeName::StandardWebhooks => (body("/type"), header("webhook-id")),
         SchemeName::Github => (header("x-github-event"), header("x-github-delivery")),
+        // Events API callbacks; slash commands and interactivity are forms with neither.
+        SchemeName::Slack => (body("/event/type"), body("/event_id")),
+        SchemeName::Shopify => (header("x-shopify-topic"), header("x-shopify-event-id")),
+        SchemeName::Logto => (body("/event"), None),
+        SchemeName::Pagerduty => (body("/event/event_type"), body("/event/id")),
+        SchemeName::Typeform => (body("/event_type"), body("/event_id")),
+        SchemeName::LemonSqueezy => (header("x-event-name"), None),
+        SchemeName::Intercom => (body("/topic"), body("/id")),
+        SchemeName::Zoom => (body("/event"), None),
+        SchemeName::Twitch => (
+            header("twitch-eventsub-subscription-type"),
+            header("twitch-eventsub-message-id"),
+        ),
     };
     Spec { kind, id }
 }

@@ -24,6 +24,7 @@ mod logto;
 mod mac;
 mod pagerduty;
 mod shopify;
+mod sign;
 mod slack;
 mod standard;
 mod stripe;
@@ -311,6 +312,15 @@ pub fn sign(
             standard::sign(standard::Headers::Webhook, secret, id, body, now)
         }
         SchemeName::Github => Ok(github::sign(secret, body)),
+        SchemeName::Slack => Ok(sign::slack(secret, body, now)),
+        SchemeName::Shopify => Ok(sign::shopify(secret, body)),
+        SchemeName::Logto => Ok(sign::logto(secret, body)),
+        SchemeName::Pagerduty => Ok(sign::pagerduty(secret, body)),
+        SchemeName::Typeform => Ok(sign::typeform(secret, body)),
+        SchemeName::LemonSqueezy => Ok(sign::lemonsqueezy(secret, body)),
+        SchemeName::Intercom => Ok(sign::intercom(secret, body)),
+        SchemeName::Zoom => Ok(sign::zoom(secret, body, now)),
+        SchemeName::Twitch => Err("`send` cannot sign for twitch yet".to_string()),
     }
 }
 

@@ -12,6 +12,7 @@ import sys
 import time
 
 import stripe
+from slack_sdk.signature import SignatureVerifier
 from standardwebhooks.webhooks import Webhook as StandardWebhook
 from svix.webhooks import Webhook as SvixWebhook
 
@@ -19,6 +20,7 @@ from svix.webhooks import Webhook as SvixWebhook
 STRIPE_SECRET = "whsec_interop_stripe_secret"
 SVIX_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 STANDARD_SECRET = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"
+SLACK_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 
 # Bodies chosen so that any re-serialisation would change them: spacing, key order,
 # non-ASCII, escapes and a float with a trailing zero.
@@ -45,6 +47,10 @@ def sign():
         out.append({"sdk": "standardwebhooks-python", "route": "/hooks/standard",
                     "headers": {"webhook-id": msg_id, "webhook-timestamp": str(now), "webhook-signature": sig},
                     "body": body})
+        sig = SignatureVerifier(SLACK_SECRET).generate_signature(timestamp=str(now), body=body)
+        out.append({"sdk": "slack-sdk", "route": "/hooks/slack",
+                    "headers": {"X-Slack-Request-Timestamp": str(now), "X-Slack-Signature": sig},
+                    "body": body})
     json.dump(out, sys.stdout)
 
 
@@ -62,6 +68,11 @@ def verify():
                 SvixWebhook(SVIX_SECRET).verify(body, headers)
             elif r["route"] == "/hooks/standard":
                 StandardWebhook(STANDARD_SECRET).verify(body, headers)
+            elif r["route"] == "/hooks/slack":
+                ok = SignatureVerifier(SLACK_SECRET).is_valid(
+                    body, headers["x-slack-request-timestamp"], headers["x-slack-signature"])
+                if not ok:
+                    raise ValueError("slack-sdk says the signature is not valid")
             else:
                 continue
             checked += 1

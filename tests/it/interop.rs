@@ -1,4 +1,4 @@
-//! The providers' official SDKs (PyPI: stripe, svix, standardwebhooks; npm:
+//! The providers' official SDKs (PyPI: stripe, svix, standardwebhooks, slack-sdk; npm:
 //! @octokit/webhooks-methods, svix, standardwebhooks) sign requests into the router, and verify
 //! what the target received through it. `./test.sh` installs the pinned SDKs.
 
@@ -15,6 +15,7 @@ const STRIPE_SECRET: &str = "whsec_interop_stripe_secret";
 const SVIX_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const STANDARD_SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
 const GITHUB_SECRET: &str = "interop-github-secret";
+const SLACK_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
 
 fn interop_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
@@ -68,18 +69,20 @@ async fn official_sdks_sign_into_the_router_and_verify_what_it_forwards() {
         )
     };
     let yaml = format!(
-        "version: 1\nlisten: [ {{ addr: \"127.0.0.1:{{port}}\" }} ]\nadmin: {{ addr: \"127.0.0.1:{{admin}}\" }}\ntargets:\n  app: {{ url: \"{}\" }}\nroutes:\n{}{}{}{}",
+        "version: 1\nlisten: [ {{ addr: \"127.0.0.1:{{port}}\" }} ]\nadmin: {{ addr: \"127.0.0.1:{{admin}}\" }}\ntargets:\n  app: {{ url: \"{}\" }}\nroutes:\n{}{}{}{}{}",
         target.url("/in"),
         route("stripe", "stripe", "S1"),
         route("svix", "svix", "S2"),
         route("standard", "standard-webhooks", "S3"),
         route("github", "github", "S4"),
+        route("slack", "slack", "S5"),
     );
     let env = [
         ("S1", STRIPE_SECRET.to_string()),
         ("S2", SVIX_SECRET.to_string()),
         ("S3", STANDARD_SECRET.to_string()),
         ("S4", GITHUB_SECRET.to_string()),
+        ("S5", SLACK_SECRET.to_string()),
     ];
     let router = Router::start_with_env(tempfile::tempdir().expect("tempdir"), &yaml, &env);
 
@@ -89,7 +92,7 @@ async fn official_sdks_sign_into_the_router_and_verify_what_it_forwards() {
     assert!(ok_js, "JavaScript SDKs could not sign: {js}");
     let mut requests: Vec<serde_json::Value> = serde_json::from_str(&py).expect("python output");
     requests.extend(serde_json::from_str::<Vec<serde_json::Value>>(&js).expect("node output"));
-    assert_eq!(requests.len(), 12);
+    assert_eq!(requests.len(), 14);
 
     let c = client();
     for r in &requests {
@@ -129,7 +132,7 @@ async fn official_sdks_sign_into_the_router_and_verify_what_it_forwards() {
     }
     assert_eq!(
         target.count(),
-        12,
+        14,
         "exactly the signed requests reached the target"
     );
 
@@ -162,7 +165,7 @@ async fn official_sdks_sign_into_the_router_and_verify_what_it_forwards() {
     let received = serde_json::to_string(&received).expect("json");
     let (ok, out) = run(&python(), "sdk.py", "verify", &received);
     assert!(ok, "python SDKs rejected what the router forwarded: {out}");
-    assert!(out.contains("verified 10 forwarded requests"), "{out}");
+    assert!(out.contains("verified 12 forwarded requests"), "{out}");
     let (ok, out) = run(&PathBuf::from("node"), "sdk.mjs", "verify", &received);
     assert!(
         ok,
