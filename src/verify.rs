@@ -18,8 +18,13 @@ use hmac::{Hmac, Mac};
 use http::HeaderMap;
 
 mod github;
+mod linear;
+mod mailgun;
+mod paddle;
+mod square;
 mod standard;
 mod stripe;
+mod twilio;
 
 /// What a verifier checks: the request as received.
 pub struct Request<'a> {
@@ -82,6 +87,16 @@ pub enum SchemeName {
     StandardWebhooks,
     /// GitHub.
     Github,
+    /// Paddle Billing.
+    Paddle,
+    /// Linear (timestamp inside the signed body).
+    Linear,
+    /// Mailgun (signature object inside the body; the event data is not signed).
+    Mailgun,
+    /// Square (signs the notification URL, `Request::url`).
+    Square,
+    /// Twilio (signs the URL, `Request::url`, and the form parameters or the body hash).
+    Twilio,
 }
 
 impl SchemeName {
@@ -91,6 +106,11 @@ impl SchemeName {
         ("svix", SchemeName::Svix),
         ("standard-webhooks", SchemeName::StandardWebhooks),
         ("github", SchemeName::Github),
+        ("paddle", SchemeName::Paddle),
+        ("linear", SchemeName::Linear),
+        ("mailgun", SchemeName::Mailgun),
+        ("square", SchemeName::Square),
+        ("twilio", SchemeName::Twilio),
     ];
 
     /// Looks a scheme up by its config name.
@@ -112,6 +132,10 @@ impl SchemeName {
             SchemeName::Stripe => Some(stripe::TOLERANCE),
             SchemeName::Svix | SchemeName::StandardWebhooks => Some(standard::TOLERANCE),
             SchemeName::Github => None,
+            SchemeName::Paddle => Some(paddle::TOLERANCE),
+            SchemeName::Linear => Some(linear::TOLERANCE),
+            SchemeName::Mailgun => Some(mailgun::TOLERANCE),
+            SchemeName::Square | SchemeName::Twilio => None,
         }
     }
 }
@@ -133,6 +157,11 @@ enum Scheme {
     Stripe(stripe::Keys),
     Standard(standard::Keys, standard::Headers),
     Github(github::Keys),
+    Paddle(paddle::Keys),
+    Linear(linear::Keys),
+    Mailgun(mailgun::Keys),
+    Square(square::Keys),
+    Twilio(twilio::Keys),
 }
 
 impl fmt::Debug for Verifier {
@@ -142,6 +171,11 @@ impl fmt::Debug for Verifier {
             Scheme::Stripe(_) => "stripe",
             Scheme::Standard(..) => "standard-webhooks",
             Scheme::Github(_) => "github",
+            Scheme::Paddle(_) => "paddle",
+            Scheme::Linear(_) => "linear",
+            Scheme::Mailgun(_) => "mailgun",
+            Scheme::Square(_) => "square",
+            Scheme::Twilio(_) => "twilio",
         };
         f.debug_struct("Verifier")
             .field("scheme", &name)
@@ -195,6 +229,11 @@ impl Verifier {
                 Scheme::Standard(standard::Keys::new(secrets)?, standard::Headers::Webhook)
             }
             SchemeName::Github => Scheme::Github(github::Keys::new(secrets, options.legacy_sha1)),
+            SchemeName::Paddle => Scheme::Paddle(paddle::Keys::new(secrets)),
+            SchemeName::Linear => Scheme::Linear(linear::Keys::new(secrets)),
+            SchemeName::Mailgun => Scheme::Mailgun(mailgun::Keys::new(secrets)),
+            SchemeName::Square => Scheme::Square(square::Keys::new(secrets)),
+            SchemeName::Twilio => Scheme::Twilio(twilio::Keys::new(secrets)),
         };
         Ok(Verifier {
             scheme,
@@ -208,6 +247,11 @@ impl Verifier {
             Scheme::Stripe(k) => stripe::verify(k, req, now, self.tolerance),
             Scheme::Standard(k, h) => standard::verify(k, *h, req, now, self.tolerance),
             Scheme::Github(k) => github::verify(k, req),
+            Scheme::Paddle(k) => paddle::verify(k, req, now, self.tolerance),
+            Scheme::Linear(k) => linear::verify(k, req, now, self.tolerance),
+            Scheme::Mailgun(k) => mailgun::verify(k, req, now, self.tolerance),
+            Scheme::Square(k) => square::verify(k, req),
+            Scheme::Twilio(k) => twilio::verify(k, req),
         }
     }
 }

@@ -13,6 +13,11 @@ fn scheme_for(provider: &str) -> Option<(SchemeName, Options)> {
         "svix" | "clerk/resend (svix)" => plain(SchemeName::Svix),
         "standard-webhooks" | "gitlab-signing-token" => plain(SchemeName::StandardWebhooks),
         "github" => Some((SchemeName::Github, Options { legacy_sha1: true })),
+        "paddle" => plain(SchemeName::Paddle),
+        "linear" => plain(SchemeName::Linear),
+        "mailgun" => plain(SchemeName::Mailgun),
+        "square" => plain(SchemeName::Square),
+        "twilio" => plain(SchemeName::Twilio),
         _ => None,
     }
 }
