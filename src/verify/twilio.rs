@@ -28,7 +28,11 @@
 //!   `querystring` re-encoding, which also rewrites `+` to `%20` and other escapes; we do not
 //!   copy that re-encoding: keeping the query as configured is what it was trying to reach.
 //!
-//! Every spelling names the same host and path, so this widens nothing beyond that endpoint.
+//! Every spelling keeps the scheme, user info, host, path and query; only the port and the
+//! escaping of `'` vary, so a signature made for another host or path never passes. Removing
+//! a non-default port (twilio-node does, for receivers that see another port than Twilio
+//! called) means a delivery signed for `host/path` also passes for `host:port/path`: the same
+//! account's token, the same host.
 //! No timestamp is signed: replay protection has to come from elsewhere (e.g. the `CallSid` /
 //! `MessageSid` as an idempotency key).
 
