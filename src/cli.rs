@@ -201,7 +201,7 @@ async fn run_send(args: &SendArgs) -> Result<u16, String> {
         ),
         None => sample(scheme, args.event.as_deref(), now, &id),
     };
-    headers.extend(crate::verify::sign(scheme, &secret, &body, now, &id)?);
+    headers.extend(crate::verify::sign(scheme, &secret, &body, now, &id, &to)?);
     headers.push(("content-type".into(), "application/json".into()));
     headers.push((
         "user-agent".into(),
@@ -351,6 +351,27 @@ fn sample(
         SchemeName::Logto => (
             serde_json::json!({ "hookId": "hook_1", "event": event.unwrap_or("PostRegister"),
                                 "createdAt": now, "user": { "id": "user_1", "primaryEmail": "example@example.org" } }),
+            vec![],
+        ),
+        SchemeName::Linear => (
+            serde_json::json!({ "action": "create", "type": event.unwrap_or("Issue"), "webhookTimestamp": now * 1000,
+                                "data": { "id": "2174add1-f7c8-44e3-bbf3-2d60b5ea8bc9", "title": "Example" } }),
+            vec![
+                (
+                    "Linear-Event".to_string(),
+                    event.unwrap_or("Issue").to_string(),
+                ),
+                ("Linear-Delivery".to_string(), id.to_string()),
+            ],
+        ),
+        SchemeName::Paddle => (
+            serde_json::json!({ "event_id": format!("evt_{id}"), "event_type": event.unwrap_or("transaction.completed"),
+                                "occurred_at": now, "data": { "id": "txn_01", "status": "completed" } }),
+            vec![],
+        ),
+        SchemeName::Square => (
+            serde_json::json!({ "merchant_id": "6SSW7HV8K2ST5", "type": event.unwrap_or("payment.created"),
+                                "event_id": id, "created_at": now, "data": { "type": "payment", "id": "KkAkhdMs" } }),
             vec![],
         ),
         _ => (

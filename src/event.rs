@@ -80,6 +80,11 @@ pub fn defaults(scheme: SchemeName) -> Spec {
         SchemeName::LemonSqueezy => (header("x-event-name"), None),
         SchemeName::Intercom => (body("/topic"), body("/id")),
         SchemeName::Zoom => (body("/event"), None),
+        SchemeName::Paddle => (body("/event_type"), body("/event_id")),
+        SchemeName::Linear => (header("linear-event"), header("linear-delivery")),
+        SchemeName::Mailgun => (body("/event-data/event"), body("/event-data/id")),
+        SchemeName::Square => (body("/type"), body("/event_id")),
+        SchemeName::Twilio => (None, header("i-twilio-idempotency-token")),
         SchemeName::Twitch => (
             header("twitch-eventsub-subscription-type"),
             header("twitch-eventsub-message-id"),

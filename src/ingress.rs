@@ -170,8 +170,19 @@ async fn process(
 /// The URL the provider called, for schemes that sign it: the route's `verify.url` when set,
 /// else rebuilt from the request as this listener received it.
 fn signed_url(route: &crate::config::Route, parts: &http::request::Parts, tls: bool) -> String {
-    if let Some(url) = route.verify.as_ref().and_then(|v| v.url.as_ref()) {
-        return url.clone();
+    if let Some(v) = &route.verify {
+        if let Some(url) = &v.url {
+            // Twilio signs the query it sends (e.g. `bodySHA256` on JSON deliveries): the
+            // configured origin and path, plus the query as received.
+            let query = parts
+                .uri
+                .query()
+                .filter(|_| v.scheme == crate::verify::SchemeName::Twilio && !url.contains('?'));
+            return match query {
+                Some(q) => format!("{url}?{q}"),
+                None => url.clone(),
+            };
+        }
     }
     let scheme = if tls { "https" } else { "http" };
     let host = parts

@@ -20,14 +20,19 @@ use http::HeaderMap;
 mod github;
 mod intercom;
 mod lemonsqueezy;
+mod linear;
 mod logto;
 mod mac;
+mod mailgun;
+mod paddle;
 mod pagerduty;
 mod shopify;
 mod sign;
 mod slack;
+mod square;
 mod standard;
 mod stripe;
+mod twilio;
 mod twitch;
 mod typeform;
 mod zoom;
@@ -111,6 +116,16 @@ pub enum SchemeName {
     Zoom,
     /// Twitch EventSub.
     Twitch,
+    /// Paddle Billing.
+    Paddle,
+    /// Linear (timestamp inside the signed body).
+    Linear,
+    /// Mailgun (signature object inside the body; the event data is not signed).
+    Mailgun,
+    /// Square (signs the notification URL, `Request::url`).
+    Square,
+    /// Twilio (signs the URL, `Request::url`, and the form parameters or the body hash).
+    Twilio,
 }
 
 impl SchemeName {
@@ -129,6 +144,11 @@ impl SchemeName {
         ("intercom", SchemeName::Intercom),
         ("zoom", SchemeName::Zoom),
         ("twitch", SchemeName::Twitch),
+        ("paddle", SchemeName::Paddle),
+        ("linear", SchemeName::Linear),
+        ("mailgun", SchemeName::Mailgun),
+        ("square", SchemeName::Square),
+        ("twilio", SchemeName::Twilio),
     ];
 
     /// Looks a scheme up by its config name.
@@ -160,6 +180,10 @@ impl SchemeName {
             // Signs a timestamp but publishes no window (see zoom.rs): only a route's own applies.
             SchemeName::Zoom => None,
             SchemeName::Twitch => Some(twitch::TOLERANCE),
+            SchemeName::Paddle => Some(paddle::TOLERANCE),
+            SchemeName::Linear => Some(linear::TOLERANCE),
+            SchemeName::Mailgun => Some(mailgun::TOLERANCE),
+            SchemeName::Square | SchemeName::Twilio => None,
         }
     }
 }
@@ -190,6 +214,11 @@ enum Scheme {
     Intercom(intercom::Keys),
     Zoom(zoom::Keys),
     Twitch(twitch::Keys),
+    Paddle(paddle::Keys),
+    Linear(linear::Keys),
+    Mailgun(mailgun::Keys),
+    Square(square::Keys),
+    Twilio(twilio::Keys),
 }
 
 impl fmt::Debug for Verifier {
@@ -208,6 +237,11 @@ impl fmt::Debug for Verifier {
             Scheme::Intercom(_) => "intercom",
             Scheme::Zoom(_) => "zoom",
             Scheme::Twitch(_) => "twitch",
+            Scheme::Paddle(_) => "paddle",
+            Scheme::Linear(_) => "linear",
+            Scheme::Mailgun(_) => "mailgun",
+            Scheme::Square(_) => "square",
+            Scheme::Twilio(_) => "twilio",
         };
         f.debug_struct("Verifier")
             .field("scheme", &name)
@@ -270,6 +304,11 @@ impl Verifier {
             SchemeName::Intercom => Scheme::Intercom(intercom::Keys::new(secrets)),
             SchemeName::Zoom => Scheme::Zoom(zoom::Keys::new(secrets)),
             SchemeName::Twitch => Scheme::Twitch(twitch::Keys::new(secrets)),
+            SchemeName::Paddle => Scheme::Paddle(paddle::Keys::new(secrets)),
+            SchemeName::Linear => Scheme::Linear(linear::Keys::new(secrets)),
+            SchemeName::Mailgun => Scheme::Mailgun(mailgun::Keys::new(secrets)),
+            SchemeName::Square => Scheme::Square(square::Keys::new(secrets)),
+            SchemeName::Twilio => Scheme::Twilio(twilio::Keys::new(secrets)),
         };
         Ok(Verifier {
             scheme,
@@ -292,18 +331,24 @@ impl Verifier {
             Scheme::Intercom(k) => intercom::verify(k, req),
             Scheme::Zoom(k) => zoom::verify(k, req, now, self.tolerance),
             Scheme::Twitch(k) => twitch::verify(k, req, now, self.tolerance),
+            Scheme::Paddle(k) => paddle::verify(k, req, now, self.tolerance),
+            Scheme::Linear(k) => linear::verify(k, req, now, self.tolerance),
+            Scheme::Mailgun(k) => mailgun::verify(k, req, now, self.tolerance),
+            Scheme::Square(k) => square::verify(k, req),
+            Scheme::Twilio(k) => twilio::verify(k, req),
         }
     }
 }
 
-/// The headers `scheme`'s provider would send with `body` at time `now`, signed with
-/// `secret`; `id` is used where the scheme signs a message id. For `hookrouter send`.
+/// The headers `scheme`'s provider would send with `body` at time `now` to `url`, signed
+/// with `secret`; `id` is used where the scheme signs a message id. For `hookrouter send`.
 pub fn sign(
     scheme: SchemeName,
     secret: &str,
     body: &[u8],
     now: i64,
     id: &str,
+    url: &str,
 ) -> Result<Vec<(String, String)>, String> {
     match scheme {
         SchemeName::Stripe => Ok(stripe::sign(secret, body, now)),
@@ -320,7 +365,13 @@ pub fn sign(
         SchemeName::LemonSqueezy => Ok(sign::lemonsqueezy(secret, body)),
         SchemeName::Intercom => Ok(sign::intercom(secret, body)),
         SchemeName::Zoom => Ok(sign::zoom(secret, body, now)),
-        SchemeName::Twitch => Err("`send` cannot sign for twitch yet".to_string()),
+        SchemeName::Paddle => Ok(sign::paddle(secret, body, now)),
+        SchemeName::Linear => Ok(sign::linear(secret, body)),
+        SchemeName::Square => Ok(sign::square(secret, url, body)),
+        SchemeName::Twitch | SchemeName::Mailgun | SchemeName::Twilio => Err(format!(
+            "`send` cannot sign for {} yet: use the provider's own test tool",
+            scheme.name()
+        )),
     }
 }
 

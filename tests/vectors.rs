@@ -22,6 +22,11 @@ fn scheme_for(provider: &str) -> Option<(SchemeName, Options)> {
         "intercom" => plain(SchemeName::Intercom),
         "zoom" => plain(SchemeName::Zoom),
         "twitch" => plain(SchemeName::Twitch),
+        "paddle" => plain(SchemeName::Paddle),
+        "linear" => plain(SchemeName::Linear),
+        "mailgun" => plain(SchemeName::Mailgun),
+        "square" => plain(SchemeName::Square),
+        "twilio" => plain(SchemeName::Twilio),
         _ => None,
     }
 }

@@ -739,6 +739,9 @@ fn verify(r: &mut Reader<'_>, node: &Node<'_>, path: &str, defaults: &Defaults) 
         r.non_empty(n, &m.path("url"), "the public URL")
             .map(|t| t.value)
     });
+    if url.is_none() && matches!(scheme, Some(SchemeName::Square | SchemeName::Twilio)) {
+        r.error(node, &m.path("url"), "missing: this scheme signs the URL, so give it exactly as registered with the provider, e.g. `url: https://hooks.example.com/hooks/square` (behind a proxy hookrouter cannot rebuild it)");
+    }
     m.finish(r);
     let (scheme, secrets) = (scheme?, secrets?);
     // Secrets are checked against the scheme (encodings, key types) here, so `check` reports

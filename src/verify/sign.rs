@@ -70,6 +70,24 @@ pub(super) fn lemonsqueezy(secret: &str, body: &[u8]) -> Vec<(String, String)> {
     vec![("X-Signature".into(), hex_sha256(secret, &[body]))]
 }
 
+pub(super) fn paddle(secret: &str, body: &[u8], t: i64) -> Vec<(String, String)> {
+    let ts = t.to_string();
+    let sig = hex_sha256(secret, &[ts.as_bytes(), b":", body]);
+    vec![("Paddle-Signature".into(), format!("ts={ts};h1={sig}"))]
+}
+
+/// Linear also needs `webhookTimestamp` (ms) inside the body; the sample payload has it.
+pub(super) fn linear(secret: &str, body: &[u8]) -> Vec<(String, String)> {
+    vec![("Linear-Signature".into(), hex_sha256(secret, &[body]))]
+}
+
+pub(super) fn square(secret: &str, url: &str, body: &[u8]) -> Vec<(String, String)> {
+    vec![(
+        "x-square-hmacsha256-signature".into(),
+        b64_sha256(secret, &[url.as_bytes(), body]),
+    )]
+}
+
 pub(super) fn intercom(secret: &str, body: &[u8]) -> Vec<(String, String)> {
     // HMAC accepts keys of every length, so this cannot fail.
     #[allow(clippy::expect_used)]
@@ -100,7 +118,13 @@ mod tests {
                 }
                 _ => "example-secret-123",
             };
-            let Ok(headers) = sign(*scheme, secret, body, now, "msg_1") else {
+            let body: &[u8] = if *scheme == SchemeName::Linear {
+                br#"{"type":"Issue","webhookTimestamp":1700000000000}"#
+            } else {
+                body
+            };
+            let Ok(headers) = sign(*scheme, secret, body, now, "msg_1", "https://example.com/")
+            else {
                 continue;
             };
             let mut h = HeaderMap::new();
