@@ -359,6 +359,25 @@ fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> HmacSha256 {
     mac
 }
 
+/// Parses every secret with `parse`; each failure names its secret by position only.
+fn parse_secrets<K>(
+    secrets: &[&str],
+    parse: impl Fn(&str) -> Result<K, &'static str>,
+) -> Result<Vec<K>, Vec<BadSecret>> {
+    let mut keys = Vec::new();
+    let mut bad = Vec::new();
+    for (index, s) in secrets.iter().enumerate() {
+        match parse(s) {
+            Ok(k) => keys.push(k),
+            Err(message) => bad.push(BadSecret {
+                index,
+                message: message.to_string(),
+            }),
+        }
+    }
+    if bad.is_empty() { Ok(keys) } else { Err(bad) }
+}
+
 /// The single value of header `name`; several values are malformed (a sender has one).
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, Failure> {
     let mut all = headers.get_all(name).iter();

@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use ed25519_dalek::{Signature, VerifyingKey};
 
-use super::{BadSecret, Failure, Request, Window, check_window, header, parse_timestamp};
+use super::{
+    BadSecret, Failure, Request, Window, check_window, header, parse_secrets, parse_timestamp,
+};
 
 const SIGNATURE: &str = "x-signature-ed25519";
 const TIMESTAMP: &str = "x-signature-timestamp";
@@ -23,22 +25,7 @@ pub(super) struct Keys(Vec<VerifyingKey>);
 
 impl Keys {
     pub(super) fn new(secrets: &[&str]) -> Result<Keys, Vec<BadSecret>> {
-        let mut keys = Vec::new();
-        let mut bad = Vec::new();
-        for (index, s) in secrets.iter().enumerate() {
-            match parse_key(s) {
-                Ok(k) => keys.push(k),
-                Err(message) => bad.push(BadSecret {
-                    index,
-                    message: message.to_string(),
-                }),
-            }
-        }
-        if bad.is_empty() {
-            Ok(Keys(keys))
-        } else {
-            Err(bad)
-        }
+        parse_secrets(secrets, parse_key).map(Keys)
     }
 }
 

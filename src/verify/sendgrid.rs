@@ -18,7 +18,9 @@ use p256::{
 };
 use sha2::{Digest, Sha256};
 
-use super::{BadSecret, Failure, Request, Window, check_window, header, parse_timestamp};
+use super::{
+    BadSecret, Failure, Request, Window, check_window, header, parse_secrets, parse_timestamp,
+};
 
 const SIGNATURE: &str = "x-twilio-email-event-webhook-signature";
 const TIMESTAMP: &str = "x-twilio-email-event-webhook-timestamp";
@@ -27,22 +29,7 @@ pub(super) struct Keys(Vec<VerifyingKey>);
 
 impl Keys {
     pub(super) fn new(secrets: &[&str]) -> Result<Keys, Vec<BadSecret>> {
-        let mut keys = Vec::new();
-        let mut bad = Vec::new();
-        for (index, s) in secrets.iter().enumerate() {
-            match parse_key(s) {
-                Ok(k) => keys.push(k),
-                Err(message) => bad.push(BadSecret {
-                    index,
-                    message: message.to_string(),
-                }),
-            }
-        }
-        if bad.is_empty() {
-            Ok(Keys(keys))
-        } else {
-            Err(bad)
-        }
+        parse_secrets(secrets, parse_key).map(Keys)
     }
 }
 
