@@ -40,6 +40,69 @@ pub struct VerifyArgs {
     /// GitHub: also accept the legacy sha1 signature.
     #[arg(long)]
     legacy_sha1: bool,
+    /// GitLab: `token` (default) or `signing-token`.
+    #[arg(long)]
+    gitlab: Option<String>,
+    /// token / generic-hmac: the header carrying the token or signature.
+    #[arg(long)]
+    signature_header: Option<String>,
+    /// generic-hmac: sha1, sha256 or sha512.
+    #[arg(long)]
+    algorithm: Option<String>,
+    /// generic-hmac: hex or base64.
+    #[arg(long)]
+    encoding: Option<String>,
+    /// generic-hmac: the signature's prefix, like `sha256=`.
+    #[arg(long)]
+    prefix: Option<String>,
+    /// generic-hmac: the signed content, over `{id}`, `{timestamp}`, `{body}`, `{url}`.
+    #[arg(long)]
+    template: Option<String>,
+    /// generic-hmac: the header `{id}` comes from.
+    #[arg(long)]
+    id_header: Option<String>,
+    /// generic-hmac: the header `{timestamp}` comes from.
+    #[arg(long)]
+    timestamp_header: Option<String>,
+}
+
+/// The scheme options given on the command line.
+fn cli_options(args: &VerifyArgs) -> Result<Options, String> {
+    use crate::verify::{GenericHmac, GitlabMode, HmacAlgorithm, SignatureEncoding};
+    let mut options = Options {
+        legacy_sha1: args.legacy_sha1,
+        header: args.signature_header.clone(),
+        ..Options::default()
+    };
+    if let Some(g) = &args.gitlab {
+        options.gitlab = GitlabMode::from_name(g)
+            .ok_or_else(|| format!("`{g}` is not a GitLab mode: use token or signing-token"))?;
+    }
+    if args.scheme == "generic-hmac" {
+        let alg = args
+            .algorithm
+            .as_deref()
+            .ok_or("generic-hmac needs --algorithm")?;
+        let alg = HmacAlgorithm::from_name(alg)
+            .ok_or_else(|| format!("`{alg}` is not sha1, sha256 or sha512"))?;
+        let enc = args
+            .encoding
+            .as_deref()
+            .ok_or("generic-hmac needs --encoding")?;
+        let enc = SignatureEncoding::from_name(enc)
+            .ok_or_else(|| format!("`{enc}` is not hex or base64"))?;
+        let mut g = GenericHmac::new(alg, enc);
+        if let Some(p) = &args.prefix {
+            g.prefix = p.clone();
+        }
+        if let Some(t) = &args.template {
+            g.template = t.clone();
+        }
+        g.id_header = args.id_header.clone();
+        g.timestamp_header = args.timestamp_header.clone();
+        options.generic = Some(g);
+    }
+    Ok(options)
 }
 
 /// Runs `hookrouter verify`.
@@ -99,13 +162,17 @@ fn run_verify(args: &VerifyArgs) -> Result<Result<(), &'static str>, String> {
         std::fs::read(&args.body_file)
             .map_err(|e| format!("cannot read `{}`: {e}", args.body_file.display()))?
     };
-    let options = Options {
-        legacy_sha1: args.legacy_sha1,
-    };
+    let options = cli_options(args)?;
     let secrets: Vec<&str> = args.secrets.iter().map(String::as_str).collect();
     let verifier = Verifier::new(scheme, &secrets, tolerance, &options).map_err(|bad| {
-        bad.iter()
+        let options = bad
+            .options
+            .iter()
+            .map(|o| format!("{}: {}", o.option, o.message));
+        bad.secrets
+            .iter()
             .map(|b| format!("--secret #{}: {}", b.index + 1, b.message))
+            .chain(options)
             .collect::<Vec<_>>()
             .join("; ")
     })?;
@@ -171,7 +238,7 @@ pub fn send(args: &SendArgs) -> ExitCode {
 }
 
 async fn run_send(args: &SendArgs) -> Result<u16, String> {
-    let (scheme, secret, to) = match &args.route {
+    let (scheme, secret, to, options) = match &args.route {
         Some(name) => from_route(name, args)?,
         None => {
             let name = args.scheme.as_deref().unwrap_or_default();
@@ -181,6 +248,7 @@ async fn run_send(args: &SendArgs) -> Result<u16, String> {
                 scheme,
                 args.secret.clone().unwrap_or_default(),
                 args.to.clone().unwrap_or_default(),
+                Options::default(),
             )
         }
     };
@@ -201,7 +269,9 @@ async fn run_send(args: &SendArgs) -> Result<u16, String> {
         ),
         None => sample(scheme, args.event.as_deref(), now, &id),
     };
-    headers.extend(crate::verify::sign(scheme, &secret, &body, now, &id, &to)?);
+    headers.extend(crate::verify::sign(
+        scheme, &secret, &body, now, &id, &to, &options,
+    )?);
     headers.push(("content-type".into(), "application/json".into()));
     headers.push((
         "user-agent".into(),
@@ -240,7 +310,10 @@ async fn run_send(args: &SendArgs) -> Result<u16, String> {
 }
 
 /// Scheme, secret and URL of a configured route.
-fn from_route(name: &str, args: &SendArgs) -> Result<(SchemeName, String, String), String> {
+fn from_route(
+    name: &str,
+    args: &SendArgs,
+) -> Result<(SchemeName, String, String, Options), String> {
     let path = args.config.as_ref().ok_or("`--route` needs `-c FILE`")?;
     let config =
         crate::config::load(path).map_err(|e| format!("the config does not validate:\n{e}"))?;
@@ -284,7 +357,7 @@ fn from_route(name: &str, args: &SendArgs) -> Result<(SchemeName, String, String
             format!("{proto}://{host}:{}{}", l.addr.port(), route.path)
         }
     };
-    Ok((verify.scheme, secret, to))
+    Ok((verify.scheme, secret, to, verify.options.clone()))
 }
 
 /// A sample payload in the provider's shape, and the extra headers it sends.

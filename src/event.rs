@@ -85,6 +85,10 @@ pub fn defaults(scheme: SchemeName) -> Spec {
         SchemeName::Mailgun => (body("/event-data/event"), body("/event-data/id")),
         SchemeName::Square => (body("/type"), body("/event_id")),
         SchemeName::Twilio => (None, header("i-twilio-idempotency-token")),
+        SchemeName::Discord => (body("/type"), body("/id")),
+        SchemeName::Gitlab => (header("x-gitlab-event"), header("x-gitlab-event-uuid")),
+        // SendGrid posts a list of events; token and generic-hmac routes say where with `event`.
+        SchemeName::Sendgrid | SchemeName::Token | SchemeName::GenericHmac => (None, None),
         SchemeName::Twitch => (
             header("twitch-eventsub-subscription-type"),
             header("twitch-eventsub-message-id"),

@@ -41,9 +41,9 @@ enum Command {
     },
     /// Check a request's signature as the router would: prints `valid` or `invalid: REASON`
     /// (exit 0 valid, 1 invalid, 2 usage error).
-    Verify(hookrouter::cli::VerifyArgs),
+    Verify(Box<hookrouter::cli::VerifyArgs>),
     /// Send a correctly signed sample event (like `stripe trigger`) and print the answer.
-    Send(hookrouter::cli::SendArgs),
+    Send(Box<hookrouter::cli::SendArgs>),
 }
 
 fn main() -> ExitCode {

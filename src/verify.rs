@@ -17,7 +17,10 @@ use std::{fmt, time::Duration};
 use hmac::{Hmac, Mac};
 use http::HeaderMap;
 
+mod discord;
+mod generic_hmac;
 mod github;
+mod gitlab;
 mod intercom;
 mod lemonsqueezy;
 mod linear;
@@ -26,16 +29,23 @@ mod mac;
 mod mailgun;
 mod paddle;
 mod pagerduty;
+mod sendgrid;
 mod shopify;
 mod sign;
 mod slack;
 mod square;
 mod standard;
 mod stripe;
+#[cfg(test)]
+mod testing;
+mod token;
 mod twilio;
 mod twitch;
 mod typeform;
 mod zoom;
+
+pub use generic_hmac::{GenericHmac, HmacAlgorithm, SignatureEncoding};
+pub use gitlab::GitlabMode;
 
 /// What a verifier checks: the request as received.
 pub struct Request<'a> {
@@ -126,6 +136,16 @@ pub enum SchemeName {
     Square,
     /// Twilio (signs the URL, `Request::url`, and the form parameters or the body hash).
     Twilio,
+    /// Discord interactions: Ed25519, the secret is the application's hex public key.
+    Discord,
+    /// SendGrid Event Webhook: ECDSA P-256, the secret is the base64 DER verification key.
+    Sendgrid,
+    /// GitLab: `X-Gitlab-Token`, or the signing token ([`Options::gitlab`]).
+    Gitlab,
+    /// A shared token in a configured header ([`Options::header`]).
+    Token,
+    /// HMAC over a configured template ([`Options::header`], [`Options::generic`]).
+    GenericHmac,
 }
 
 impl SchemeName {
@@ -149,6 +169,11 @@ impl SchemeName {
         ("mailgun", SchemeName::Mailgun),
         ("square", SchemeName::Square),
         ("twilio", SchemeName::Twilio),
+        ("discord", SchemeName::Discord),
+        ("sendgrid", SchemeName::Sendgrid),
+        ("gitlab", SchemeName::Gitlab),
+        ("token", SchemeName::Token),
+        ("generic-hmac", SchemeName::GenericHmac),
     ];
 
     /// Looks a scheme up by its config name.
@@ -164,7 +189,9 @@ impl SchemeName {
             .map_or("?", |(n, _)| n)
     }
 
-    /// The provider's own default tolerance, or `None` when it signs no timestamp.
+    /// The provider's own default tolerance, or `None` when it signs no timestamp (or, like
+    /// Discord and SendGrid, signs one but its libraries check no window). For `gitlab` and
+    /// `generic-hmac` it depends on the options: see [`SchemeName::default_tolerance_for`].
     pub fn default_tolerance(self) -> Option<Duration> {
         match self {
             SchemeName::Stripe => Some(stripe::TOLERANCE),
@@ -184,15 +211,66 @@ impl SchemeName {
             SchemeName::Linear => Some(linear::TOLERANCE),
             SchemeName::Mailgun => Some(mailgun::TOLERANCE),
             SchemeName::Square | SchemeName::Twilio => None,
+            SchemeName::Discord
+            | SchemeName::Sendgrid
+            | SchemeName::Gitlab
+            | SchemeName::Token
+            | SchemeName::GenericHmac => None,
+        }
+    }
+
+    /// The default tolerance for a route with these options: the GitLab signing token is
+    /// Standard Webhooks (5 minutes), and `generic-hmac` with a `timestamp_header` gets 5 minutes.
+    pub fn default_tolerance_for(self, options: &Options) -> Option<Duration> {
+        match self {
+            SchemeName::Gitlab => gitlab::default_tolerance(options.gitlab),
+            SchemeName::GenericHmac => options.generic.as_ref().and_then(GenericHmac::tolerance),
+            _ => self.default_tolerance(),
         }
     }
 }
 
-/// Scheme options beyond the secrets, from the route's `verify` block.
+/// Scheme options beyond the secrets, from the route's `verify` block. An option set for a
+/// scheme that does not read it is refused by [`Verifier::new`] rather than ignored.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Options {
     /// GitHub: also accept the legacy `X-Hub-Signature: sha1=` when no sha256 header is sent.
     pub legacy_sha1: bool,
+    /// GitLab: the plain `X-Gitlab-Token` (default) or the Standard Webhooks signing token.
+    pub gitlab: GitlabMode,
+    /// `token` and `generic-hmac` (required there): the header carrying the token or signature.
+    pub header: Option<String>,
+    /// `generic-hmac` (required there): algorithm, encoding, prefix and signed-content template.
+    pub generic: Option<GenericHmac>,
+}
+
+/// Refuses options the scheme does not read (a typo'd scheme must not silently drop a check).
+fn unused_options(scheme: SchemeName, options: &Options) -> Vec<BadOption> {
+    let set: [(&'static str, bool, &[SchemeName]); 4] = [
+        ("legacy_sha1", options.legacy_sha1, &[SchemeName::Github]),
+        (
+            "gitlab",
+            options.gitlab != GitlabMode::default(),
+            &[SchemeName::Gitlab],
+        ),
+        (
+            "header",
+            options.header.is_some(),
+            &[SchemeName::Token, SchemeName::GenericHmac],
+        ),
+        (
+            "generic",
+            options.generic.is_some(),
+            &[SchemeName::GenericHmac],
+        ),
+    ];
+    set.into_iter()
+        .filter(|(_, is_set, readers)| *is_set && !readers.contains(&scheme))
+        .map(|(option, _, _)| BadOption {
+            option,
+            message: format!("is not read by the `{}` scheme: remove it", scheme.name()),
+        })
+        .collect()
 }
 
 /// A verifier for one route: its scheme, decoded keys and tolerance.
@@ -219,6 +297,11 @@ enum Scheme {
     Mailgun(mailgun::Keys),
     Square(square::Keys),
     Twilio(twilio::Keys),
+    Discord(discord::Keys),
+    Sendgrid(sendgrid::Keys),
+    Gitlab(gitlab::Keys),
+    Token(token::Keys),
+    GenericHmac(generic_hmac::Keys),
 }
 
 impl fmt::Debug for Verifier {
@@ -242,6 +325,11 @@ impl fmt::Debug for Verifier {
             Scheme::Mailgun(_) => "mailgun",
             Scheme::Square(_) => "square",
             Scheme::Twilio(_) => "twilio",
+            Scheme::Discord(_) => "discord",
+            Scheme::Sendgrid(_) => "sendgrid",
+            Scheme::Gitlab(_) => "gitlab",
+            Scheme::Token(_) => "token",
+            Scheme::GenericHmac(_) => "generic-hmac",
         };
         f.debug_struct("Verifier")
             .field("scheme", &name)
@@ -259,6 +347,33 @@ pub struct BadSecret {
     pub message: String,
 }
 
+/// An option that is missing, invalid or not read by the scheme.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadOption {
+    /// The option's name: an [`Options`] field, or a [`GenericHmac`] field for `generic-hmac`.
+    pub option: &'static str,
+    /// What is wrong and what to change.
+    pub message: String,
+}
+
+/// Why [`Verifier::new`] refused a route's `verify` settings: every problem found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BadConfig {
+    /// Secrets that cannot be used, by position.
+    pub secrets: Vec<BadSecret>,
+    /// Options that are missing, invalid, or not read by the scheme.
+    pub options: Vec<BadOption>,
+}
+
+impl From<Vec<BadSecret>> for BadConfig {
+    fn from(secrets: Vec<BadSecret>) -> BadConfig {
+        BadConfig {
+            secrets,
+            options: Vec::new(),
+        }
+    }
+}
+
 impl Verifier {
     /// Builds a verifier; `tolerance` `None` means the scheme's default.
     pub fn new(
@@ -266,7 +381,7 @@ impl Verifier {
         secrets: &[&str],
         tolerance: Option<Duration>,
         options: &Options,
-    ) -> Result<Verifier, Vec<BadSecret>> {
+    ) -> Result<Verifier, BadConfig> {
         let mut bad = Vec::new();
         for (index, s) in secrets.iter().enumerate() {
             if s.is_empty() {
@@ -282,10 +397,14 @@ impl Verifier {
                 message: "no secrets: give at least one".to_string(),
             });
         }
-        if !bad.is_empty() {
-            return Err(bad);
+        let unused = unused_options(scheme, options);
+        if !bad.is_empty() || !unused.is_empty() {
+            return Err(BadConfig {
+                secrets: bad,
+                options: unused,
+            });
         }
-        let default_tolerance = scheme.default_tolerance();
+        let default_tolerance = scheme.default_tolerance_for(options);
         let scheme = match scheme {
             SchemeName::Stripe => Scheme::Stripe(stripe::Keys::new(secrets)),
             SchemeName::Svix => {
@@ -309,6 +428,13 @@ impl Verifier {
             SchemeName::Mailgun => Scheme::Mailgun(mailgun::Keys::new(secrets)),
             SchemeName::Square => Scheme::Square(square::Keys::new(secrets)),
             SchemeName::Twilio => Scheme::Twilio(twilio::Keys::new(secrets)),
+            SchemeName::Discord => Scheme::Discord(discord::Keys::new(secrets)?),
+            SchemeName::Sendgrid => Scheme::Sendgrid(sendgrid::Keys::new(secrets)?),
+            SchemeName::Gitlab => Scheme::Gitlab(gitlab::Keys::new(secrets, options.gitlab)?),
+            SchemeName::Token => Scheme::Token(token::Keys::new(secrets, options)?),
+            SchemeName::GenericHmac => {
+                Scheme::GenericHmac(generic_hmac::Keys::new(secrets, options)?)
+            }
         };
         Ok(Verifier {
             scheme,
@@ -336,6 +462,11 @@ impl Verifier {
             Scheme::Mailgun(k) => mailgun::verify(k, req, now, self.tolerance),
             Scheme::Square(k) => square::verify(k, req),
             Scheme::Twilio(k) => twilio::verify(k, req),
+            Scheme::Discord(k) => discord::verify(k, req, now, self.tolerance),
+            Scheme::Sendgrid(k) => sendgrid::verify(k, req, now, self.tolerance),
+            Scheme::Gitlab(k) => gitlab::verify(k, req, now, self.tolerance),
+            Scheme::Token(k) => token::verify(k, req),
+            Scheme::GenericHmac(k) => generic_hmac::verify(k, req, now, self.tolerance),
         }
     }
 }
@@ -349,6 +480,7 @@ pub fn sign(
     now: i64,
     id: &str,
     url: &str,
+    options: &Options,
 ) -> Result<Vec<(String, String)>, String> {
     match scheme {
         SchemeName::Stripe => Ok(stripe::sign(secret, body, now)),
@@ -368,10 +500,26 @@ pub fn sign(
         SchemeName::Paddle => Ok(sign::paddle(secret, body, now)),
         SchemeName::Linear => Ok(sign::linear(secret, body)),
         SchemeName::Square => Ok(sign::square(secret, url, body)),
-        SchemeName::Twitch | SchemeName::Mailgun | SchemeName::Twilio => Err(format!(
-            "`send` cannot sign for {} yet: use the provider's own test tool",
+        SchemeName::Gitlab => match options.gitlab {
+            GitlabMode::Token => Ok(vec![("X-Gitlab-Token".into(), secret.to_string())]),
+            GitlabMode::SigningToken => {
+                standard::sign(standard::Headers::Webhook, secret, id, body, now)
+            }
+        },
+        SchemeName::Token => match &options.header {
+            Some(h) => Ok(vec![(h.clone(), secret.to_string())]),
+            None => Err("the token scheme needs its header".to_string()),
+        },
+        SchemeName::Discord | SchemeName::Sendgrid => Err(format!(
+            "{} signs with the provider's private key, which only the provider has: `send` cannot sign for it",
             scheme.name()
         )),
+        SchemeName::Twitch | SchemeName::Mailgun | SchemeName::Twilio | SchemeName::GenericHmac => {
+            Err(format!(
+                "`send` cannot sign for {} yet: use the provider's own test tool",
+                scheme.name()
+            ))
+        }
     }
 }
 
@@ -389,6 +537,25 @@ fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> HmacSha256 {
         mac.update(p);
     }
     mac
+}
+
+/// Parses every secret with `parse`; each failure names its secret by position only.
+fn parse_secrets<K>(
+    secrets: &[&str],
+    parse: impl Fn(&str) -> Result<K, &'static str>,
+) -> Result<Vec<K>, Vec<BadSecret>> {
+    let mut keys = Vec::new();
+    let mut bad = Vec::new();
+    for (index, s) in secrets.iter().enumerate() {
+        match parse(s) {
+            Ok(k) => keys.push(k),
+            Err(message) => bad.push(BadSecret {
+                index,
+                message: message.to_string(),
+            }),
+        }
+    }
+    if bad.is_empty() { Ok(keys) } else { Err(bad) }
 }
 
 /// The single value of header `name`; several values are malformed (a sender has one).
@@ -433,4 +600,13 @@ fn check_window(
         return Err(Failure::FromFuture);
     }
     Ok(())
+}
+
+/// A header name given as an option; its value is configuration, not a secret, so the
+/// message shows it.
+fn header_option(option: &'static str, value: &str) -> Result<http::HeaderName, BadOption> {
+    http::HeaderName::from_bytes(value.as_bytes()).map_err(|_| BadOption {
+        option,
+        message: format!("`{value}` is not an HTTP header name"),
+    })
 }

@@ -2,7 +2,7 @@
 
 use std::{path::Path, time::Duration};
 
-use hookrouter::verify::{Options, Request, SchemeName, Verifier};
+use hookrouter::verify::{GitlabMode, Options, Request, SchemeName, Verifier};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 /// The scheme and options a vector's provider label means.
@@ -11,8 +11,14 @@ fn scheme_for(provider: &str) -> Option<(SchemeName, Options)> {
     match provider {
         "stripe" => plain(SchemeName::Stripe),
         "svix" | "clerk/resend (svix)" => plain(SchemeName::Svix),
-        "standard-webhooks" | "gitlab-signing-token" => plain(SchemeName::StandardWebhooks),
-        "github" => Some((SchemeName::Github, Options { legacy_sha1: true })),
+        "standard-webhooks" => plain(SchemeName::StandardWebhooks),
+        "github" => Some((
+            SchemeName::Github,
+            Options {
+                legacy_sha1: true,
+                ..Options::default()
+            },
+        )),
         "slack" => plain(SchemeName::Slack),
         "shopify" => plain(SchemeName::Shopify),
         "logto" => plain(SchemeName::Logto),
@@ -27,6 +33,16 @@ fn scheme_for(provider: &str) -> Option<(SchemeName, Options)> {
         "mailgun" => plain(SchemeName::Mailgun),
         "square" => plain(SchemeName::Square),
         "twilio" => plain(SchemeName::Twilio),
+        "discord" => plain(SchemeName::Discord),
+        "sendgrid" => plain(SchemeName::Sendgrid),
+        "gitlab" => plain(SchemeName::Gitlab),
+        "gitlab-signing-token" => Some((
+            SchemeName::Gitlab,
+            Options {
+                gitlab: GitlabMode::SigningToken,
+                ..Options::default()
+            },
+        )),
         _ => None,
     }
 }

@@ -735,6 +735,7 @@ fn verify(r: &mut Reader<'_>, node: &Node<'_>, path: &str, defaults: &Defaults) 
             r.error(n, &p, "`legacy_sha1` applies to `scheme: github` only");
         }
     }
+    verify_options(r, &mut m, scheme, &mut options);
     let url = m.get("url").and_then(|n| {
         r.non_empty(n, &m.path("url"), "the public URL")
             .map(|t| t.value)
@@ -749,7 +750,16 @@ fn verify(r: &mut Reader<'_>, node: &Node<'_>, path: &str, defaults: &Defaults) 
     let raw: Vec<&str> = secrets.iter().map(|(s, _, _)| s.expose()).collect();
     if !raw.is_empty() {
         if let Err(bad) = crate::verify::Verifier::new(scheme, &raw, tolerance, &options) {
-            for b in bad {
+            for o in &bad.options {
+                // Options are named by field; `generic` is the group of generic-hmac keys.
+                let key = if o.option == "generic" {
+                    "algorithm"
+                } else {
+                    o.option
+                };
+                r.error_at(None, &format!("{path}.{key}"), o.message.clone());
+            }
+            for b in bad.secrets {
                 let (loc, p) = secrets
                     .get(b.index)
                     .map_or((None, format!("{path}.secrets")), |(_, l, p)| {
@@ -771,6 +781,98 @@ fn verify(r: &mut Reader<'_>, node: &Node<'_>, path: &str, defaults: &Defaults) 
         options,
         url,
     })
+}
+
+/// The scheme-specific keys of a `verify` block: `gitlab`, `header` and the generic-hmac keys.
+fn verify_options(
+    r: &mut Reader<'_>,
+    m: &mut Map<'_>,
+    scheme: Option<SchemeName>,
+    options: &mut crate::verify::Options,
+) {
+    use crate::verify::{GenericHmac, GitlabMode, HmacAlgorithm, SignatureEncoding};
+    let text = |r: &mut Reader<'_>, m: &mut Map<'_>, key: &'static str| {
+        let p = m.path(key);
+        m.get(key)
+            .and_then(|n| r.non_empty(n, &p, key).map(|t| (t.value, n.span, p)))
+    };
+    if let Some((v, _, p)) = text(r, m, "gitlab") {
+        match GitlabMode::from_name(&v) {
+            Some(mode) => options.gitlab = mode,
+            None => r.error_at(
+                None,
+                &p,
+                format!("`{v}` is not a GitLab mode: use `token` or `signing-token`"),
+            ),
+        }
+    }
+    options.header = text(r, m, "header").map(|(v, _, _)| v);
+    let algorithm = text(r, m, "algorithm");
+    let encoding = text(r, m, "encoding");
+    let prefix = text(r, m, "prefix");
+    let template = text(r, m, "template");
+    let id_header = text(r, m, "id_header");
+    let timestamp_header = text(r, m, "timestamp_header");
+    let any_generic = algorithm.is_some()
+        || encoding.is_some()
+        || prefix.is_some()
+        || template.is_some()
+        || id_header.is_some()
+        || timestamp_header.is_some();
+    if scheme != Some(SchemeName::GenericHmac) {
+        if any_generic {
+            r.error_at(None, &m.path("algorithm"), "`algorithm`, `encoding`, `prefix`, `template`, `id_header` and `timestamp_header` apply to `scheme: generic-hmac` only");
+        }
+        return;
+    }
+    let alg = match &algorithm {
+        None => {
+            r.error_at(
+                None,
+                &m.path("algorithm"),
+                "missing: `algorithm: sha1`, `sha256` or `sha512`",
+            );
+            None
+        }
+        Some((v, _, p)) => HmacAlgorithm::from_name(v).or_else(|| {
+            r.error_at(
+                None,
+                p,
+                format!("`{v}` is not an algorithm: use `sha1`, `sha256` or `sha512`"),
+            );
+            None
+        }),
+    };
+    let enc = match &encoding {
+        None => {
+            r.error_at(
+                None,
+                &m.path("encoding"),
+                "missing: `encoding: hex` or `base64`",
+            );
+            None
+        }
+        Some((v, _, p)) => SignatureEncoding::from_name(v).or_else(|| {
+            r.error_at(
+                None,
+                p,
+                format!("`{v}` is not an encoding: use `hex` or `base64`"),
+            );
+            None
+        }),
+    };
+    if let (Some(alg), Some(enc)) = (alg, enc) {
+        let mut g = GenericHmac::new(alg, enc);
+        if let Some((v, _, _)) = prefix {
+            g.prefix = v;
+        }
+        if let Some((v, _, _)) = template {
+            g.template = v;
+        }
+        g.id_header = id_header.map(|(v, _, _)| v);
+        g.timestamp_header = timestamp_header.map(|(v, _, _)| v);
+        options.generic = Some(g);
+    }
 }
 
 fn methods(r: &mut Reader<'_>, node: &Node<'_>, path: &str) -> Vec<Method> {

@@ -102,6 +102,7 @@ mod tests {
             None,
             &Options {
                 legacy_sha1: legacy,
+                ..Options::default()
             },
         )
         .expect("verifier");

@@ -18,7 +18,8 @@ use ed25519_dalek::{Signature, VerifyingKey};
 use hmac::Mac;
 
 use super::{
-    BadSecret, Failure, Request, Window, check_window, header, hmac_sha256, parse_timestamp,
+    BadSecret, Failure, Request, Window, check_window, header, hmac_sha256, parse_secrets,
+    parse_timestamp,
 };
 
 /// The libraries' default window, both ways.
@@ -48,22 +49,7 @@ pub(super) struct Keys(Vec<Key>);
 
 impl Keys {
     pub(super) fn new(secrets: &[&str]) -> Result<Keys, Vec<BadSecret>> {
-        let mut keys = Vec::new();
-        let mut bad = Vec::new();
-        for (index, s) in secrets.iter().enumerate() {
-            match parse_key(s) {
-                Ok(k) => keys.push(k),
-                Err(message) => bad.push(BadSecret {
-                    index,
-                    message: message.to_string(),
-                }),
-            }
-        }
-        if bad.is_empty() {
-            Ok(Keys(keys))
-        } else {
-            Err(bad)
-        }
+        parse_secrets(secrets, parse_key).map(Keys)
     }
 }
 
