@@ -37,6 +37,11 @@ function init(args)
   wrk.body = body
   wrk.headers["Content-Type"] = "application/json"
   wrk.headers["User-Agent"] = "Stripe/1.0 (+https://stripe.com/docs/webhooks)"
+  -- A Stripe signature over the payload, made by sync.sh; hookrouter verifies it.
+  local sig = os.getenv("BENCH_STRIPE_SIGNATURE")
+  if sig then
+    wrk.headers["Stripe-Signature"] = sig
+  end
 
   local rate = tonumber(args[2] or "")
   if rate and rate > 0 then
