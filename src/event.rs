@@ -99,24 +99,45 @@ pub fn defaults(scheme: SchemeName) -> Spec {
 
 /// Reads the event's type and id from a request.
 pub fn extract(spec: &Spec, headers: &HeaderMap, body: &[u8]) -> Event {
-    let mut parsed: Option<Option<serde_json::Value>> = None;
-    let mut read = |source: &Option<Source>| -> Option<String> {
+    let read = |source: &Option<Source>| -> Option<String> {
         match source.as_ref()? {
             Source::Header(name) => headers.get(name).and_then(|v| v.to_str().ok()).map(clip),
-            Source::Body(ptr) => {
-                let json = parsed.get_or_insert_with(|| serde_json::from_slice(body).ok());
-                match json.as_ref()?.pointer(ptr)? {
-                    serde_json::Value::String(s) => Some(clip(s)),
-                    serde_json::Value::Number(n) => Some(n.to_string()),
-                    serde_json::Value::Bool(b) => Some(b.to_string()),
-                    _ => None,
-                }
-            }
+            Source::Body(ptr) => match pointer(body, ptr)? {
+                serde_json::Value::String(s) => Some(clip(&s)),
+                serde_json::Value::Number(n) => Some(n.to_string()),
+                serde_json::Value::Bool(b) => Some(b.to_string()),
+                _ => None,
+            },
         }
     };
-    let kind = read(&spec.kind);
-    let id = read(&spec.id);
-    Event { kind, id }
+    Event {
+        kind: read(&spec.kind),
+        id: read(&spec.id),
+    }
+}
+
+/// The value at JSON pointer `ptr` in `body`. Each level is read as raw, unparsed values
+/// (`RawValue`), so only the path to the value is decoded, not the whole document.
+fn pointer(body: &[u8], ptr: &str) -> Option<serde_json::Value> {
+    use std::{borrow::Cow, collections::HashMap};
+
+    use serde_json::value::RawValue;
+
+    let mut current: &RawValue = serde_json::from_slice(body).ok()?;
+    for token in ptr.split('/').skip(1) {
+        let token = token.replace("~1", "/").replace("~0", "~");
+        let text = current.get();
+        current = if text.starts_with('{') {
+            let map: HashMap<Cow<'_, str>, &RawValue> = serde_json::from_str(text).ok()?;
+            map.get(token.as_str()).copied()?
+        } else if text.starts_with('[') {
+            let items: Vec<&RawValue> = serde_json::from_str(text).ok()?;
+            items.get(token.parse::<usize>().ok()?).copied()?
+        } else {
+            return None;
+        };
+    }
+    serde_json::from_str(current.get()).ok()
 }
 
 fn clip(s: &str) -> String {
@@ -163,6 +184,22 @@ mod tests {
             extract(&defaults(SchemeName::Stripe), &h, b"a=1"),
             Event::default()
         );
+    }
+
+    #[test]
+    fn pointers_walk_objects_arrays_and_escapes() {
+        let body = br#"{"a":{"b/c":[{"x":1},{"x":"two","y~z":true}]},"s":"caf\u00e9"}"#;
+        assert_eq!(pointer(body, "/a/b~1c/1/x"), Some(serde_json::json!("two")));
+        assert_eq!(
+            pointer(body, "/a/b~1c/1/y~0z"),
+            Some(serde_json::json!(true))
+        );
+        assert_eq!(pointer(body, "/a/b~1c/0/x"), Some(serde_json::json!(1)));
+        assert_eq!(pointer(body, "/s"), Some(serde_json::json!("café")));
+        for missing in ["/a/b~1c/2", "/a/b~1c/x", "/nope", "/s/0"] {
+            assert_eq!(pointer(body, missing), None, "{missing}");
+        }
+        assert_eq!(pointer(b"{not json", "/a"), None);
     }
 
     #[test]

@@ -144,7 +144,13 @@ async fn process(
             .verify(&req, unix_now())
             .map_err(|f| fail(Rejection::Unverified(f)))?;
     }
-    let event = crate::event::extract(&route.event, &parts.headers, &body);
+    // In sync mode the event's type and id only label the request's log line: skip reading
+    // them (a JSON body parse for most providers) when that line is not written.
+    let event = if tracing::enabled!(tracing::Level::INFO) {
+        crate::event::extract(&route.event, &parts.headers, &body)
+    } else {
+        crate::event::Event::default()
+    };
 
     match route.mode {
         Mode::Sync => {
