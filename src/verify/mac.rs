@@ -1,5 +1,6 @@
-//! Pieces shared by the schemes that send one HMAC of content built from the request (Slack,
-//! Shopify, Logto, PagerDuty, Typeform, Lemon Squeezy, Intercom, Zoom, Twitch): the secret list
+//! Pieces shared by the schemes that send one HMAC of content built from the request (Stripe,
+//! Slack, Shopify, Logto, PagerDuty, Typeform, Lemon Squeezy, Intercom, Zoom, Twitch, Square,
+//! Twilio): the secret list
 //! (any match passes, for rotation) and strict decoders for the encodings their signatures use.
 //! Each decoder accepts exactly what the provider's SDK or documented sample compares equal, so
 //! a value of the wrong length or case is `malformed_header`, never a near miss.

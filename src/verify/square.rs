@@ -16,13 +16,7 @@ use super::{Failure, Request, header, hmac_sha256};
 
 const HEADER: &str = "x-square-hmacsha256-signature";
 
-pub(super) struct Keys(Vec<Vec<u8>>);
-
-impl Keys {
-    pub(super) fn new(secrets: &[&str]) -> Keys {
-        Keys(secrets.iter().map(|s| s.as_bytes().to_vec()).collect())
-    }
-}
+pub(super) use super::mac::Secrets as Keys;
 
 pub(super) fn verify(keys: &Keys, req: &Request<'_>) -> Result<(), Failure> {
     let value = header(req.headers, HEADER)?;
@@ -32,7 +26,7 @@ pub(super) fn verify(keys: &Keys, req: &Request<'_>) -> Result<(), Failure> {
     if sig.len() != 32 {
         return Err(Failure::MalformedHeader);
     }
-    let matched = keys.0.iter().any(|key| {
+    let matched = keys.keys().any(|key| {
         hmac_sha256(key, &[req.url.as_bytes(), req.body])
             .verify_slice(&sig)
             .is_ok()

@@ -17,13 +17,7 @@ pub(super) const TOLERANCE: Duration = Duration::from_secs(300);
 
 const HEADER: &str = "stripe-signature";
 
-pub(super) struct Keys(Vec<Vec<u8>>);
-
-impl Keys {
-    pub(super) fn new(secrets: &[&str]) -> Keys {
-        Keys(secrets.iter().map(|s| s.as_bytes().to_vec()).collect())
-    }
-}
+pub(super) use super::mac::Secrets as Keys;
 
 pub(super) fn verify(
     keys: &Keys,
@@ -62,7 +56,7 @@ pub(super) fn verify(
     if signatures.is_empty() {
         return Err(Failure::MalformedHeader);
     }
-    let matched = keys.0.iter().any(|key| {
+    let matched = keys.keys().any(|key| {
         let mac = hmac_sha256(key, &[t_text.as_bytes(), b".", req.body]);
         signatures
             .iter()

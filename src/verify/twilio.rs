@@ -49,13 +49,7 @@ const HEADER: &str = "x-twilio-signature";
 /// The query parameter carrying the body hash of JSON deliveries.
 const BODY_HASH_PARAM: &str = "bodySHA256";
 
-pub(super) struct Keys(Vec<Vec<u8>>);
-
-impl Keys {
-    pub(super) fn new(secrets: &[&str]) -> Keys {
-        Keys(secrets.iter().map(|s| s.as_bytes().to_vec()).collect())
-    }
-}
+pub(super) use super::mac::Secrets as Keys;
 
 pub(super) fn verify(keys: &Keys, req: &Request<'_>) -> Result<(), Failure> {
     let value = header(req.headers, HEADER)?;
@@ -72,7 +66,7 @@ pub(super) fn verify(keys: &Keys, req: &Request<'_>) -> Result<(), Failure> {
         None => sorted_params(req.body),
     };
     let urls = url_variants(req.url);
-    let matched = keys.0.iter().any(|key| {
+    let matched = keys.keys().any(|key| {
         urls.iter().any(|url| {
             // HMAC accepts keys of every length, so this cannot fail.
             #[allow(clippy::expect_used)]
