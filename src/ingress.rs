@@ -134,7 +134,11 @@ async fn process(
     let body = read_body(body, route.max_body, snap).await.map_err(fail)?;
 
     if let Some(verifier) = &snap.runtime[route_index].verifier {
-        let url = signed_url(route, parts, conn.tls);
+        // Only a few schemes sign the URL; the others need not have it built.
+        let url = match &route.verify {
+            Some(v) if v.signs_url() => signed_url(route, parts, conn.tls),
+            _ => String::new(),
+        };
         let req = crate::verify::Request {
             url: &url,
             headers: &parts.headers,

@@ -170,6 +170,22 @@ pub struct Deliver {
     pub events: Vec<String>,
 }
 
+impl Verify {
+    /// Whether the scheme signs the URL the provider called.
+    pub fn signs_url(&self) -> bool {
+        use crate::verify::SchemeName;
+        match self.scheme {
+            SchemeName::Square | SchemeName::Twilio => true,
+            SchemeName::GenericHmac => self
+                .options
+                .generic
+                .as_ref()
+                .is_some_and(|g| g.template.contains("{url}")),
+            _ => false,
+        }
+    }
+}
+
 /// A secret value; never printed.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
