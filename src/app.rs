@@ -16,9 +16,11 @@ use tokio::{
 use crate::{
     admin::{self, Health},
     config::{self, ConfigErrors},
+    delivery::Engine,
     forward::Forwarder,
     ingress::Shared,
     listener::{self, Listener},
+    queue::{Queue, embedded::Embedded},
     reload,
     snapshot::Snapshot,
 };
@@ -99,10 +101,12 @@ pub async fn run(prepared: Prepared, shutdown: impl Future<Output = ()>) -> anyh
 
     let forwarder =
         Forwarder::new().context("cannot load the system's root certificates for https targets")?;
+    let delivery = open_queue(&snapshot.config).await?;
     let generation = snapshot.generation;
     let shared = Arc::new(Shared {
         snapshot: ArcSwap::from_pointee(snapshot),
         forwarder,
+        delivery,
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let connections = Arc::new(Semaphore::new(limits.max_connections));
@@ -126,6 +130,9 @@ pub async fn run(prepared: Prepared, shutdown: impl Future<Output = ()>) -> anyh
         tasks.spawn(admin::serve(socket, health.clone()));
     }
     tasks.spawn(reload::run(path, shared.clone(), stop_rx.clone()));
+    if shared.delivery.is_some() {
+        tasks.spawn(retention(shared.clone()));
+    }
     health.set_ready(true);
     tracing::info!(generation, "hookrouter started");
 
@@ -144,6 +151,59 @@ pub async fn run(prepared: Prepared, shutdown: impl Future<Output = ()>) -> anyh
     tasks.abort_all();
     Ok(())
 }
+
+/// Opens the queue and starts delivering, when the config has async routes (a sync-only
+/// config writes nothing to disk).
+async fn open_queue(config: &config::Config) -> anyhow::Result<Option<Arc<Engine>>> {
+    if !config.routes.iter().any(|r| r.mode == config::Mode::Async) {
+        return Ok(None);
+    }
+    let queue = match &config.queue {
+        config::Queue::Embedded(settings) => {
+            let settings = settings.clone();
+            let store = tokio::task::spawn_blocking(move || Embedded::open(&settings))
+                .await
+                .context("cannot open the queue")??;
+            Queue::Embedded(store)
+        }
+        config::Queue::Nats { .. } => {
+            anyhow::bail!("`queue.nats` is not supported by this build yet: use `queue.embedded`")
+        }
+    };
+    let engine = Engine::new(Arc::new(queue), &config.targets)
+        .context("cannot load the system's root certificates for https targets")?;
+    let resumed = engine
+        .resume()
+        .await
+        .context("cannot read pending deliveries")?;
+    tracing::info!(pending = resumed, "queue open; pending deliveries resumed");
+    Ok(Some(engine))
+}
+
+/// Applies retention every minute (and once at start).
+async fn retention(shared: Arc<Shared>) {
+    let Some(engine) = shared.delivery.clone() else {
+        return;
+    };
+    loop {
+        let snap = shared.snapshot.load_full();
+        match engine.queue().purge(&snap.config.queue).await {
+            Ok(p) if p.events > 0 || p.dedup_keys > 0 => {
+                tracing::info!(
+                    events = p.events,
+                    dedup_keys = p.dedup_keys,
+                    "retention removed old events"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "retention pass failed"),
+        }
+        tokio::time::sleep(RETENTION_INTERVAL).await;
+    }
+}
+
+/// How often retention runs.
+const RETENTION_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The async runtime. On one CPU (a container limit or `taskset`), a single-threaded runtime
 /// serves everything from one event loop like nginx's worker, without the work-stealing

@@ -99,25 +99,25 @@ pub fn defaults(scheme: SchemeName) -> Spec {
 
 /// Reads the event's type and id from a request.
 pub fn extract(spec: &Spec, headers: &HeaderMap, body: &[u8]) -> Event {
-    let read = |source: &Option<Source>| -> Option<String> {
-        match source.as_ref()? {
-            Source::Header(name) => headers.get(name).and_then(|v| v.to_str().ok()).map(clip),
-            Source::Body(ptr) => match pointer(body, ptr)? {
-                serde_json::Value::String(s) => Some(clip(&s)),
-                serde_json::Value::Number(n) => Some(n.to_string()),
-                serde_json::Value::Bool(b) => Some(b.to_string()),
-                _ => None,
-            },
-        }
-    };
     Event {
-        kind: read(&spec.kind),
-        id: read(&spec.id),
+        kind: spec.kind.as_ref().and_then(|s| read(s, headers, body)),
+        id: spec.id.as_ref().and_then(|s| read(s, headers, body)),
     }
 }
 
-/// The value at JSON pointer `ptr` in `body`. Each level is read as raw, unparsed values
-/// (`RawValue`), so only the path to the value is decoded, not the whole document.
+/// One value from a header or the JSON body; strings, numbers and booleans as text.
+pub fn read(source: &Source, headers: &HeaderMap, body: &[u8]) -> Option<String> {
+    match source {
+        Source::Header(name) => headers.get(name).and_then(|v| v.to_str().ok()).map(clip),
+        Source::Body(ptr) => match pointer(body, ptr)? {
+            serde_json::Value::String(s) => Some(clip(&s)),
+            serde_json::Value::Number(n) => Some(n.to_string()),
+            serde_json::Value::Bool(b) => Some(b.to_string()),
+            _ => None,
+        },
+    }
+}
+
 fn pointer(body: &[u8], ptr: &str) -> Option<serde_json::Value> {
     use std::{borrow::Cow, collections::HashMap};
 

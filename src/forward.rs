@@ -92,17 +92,7 @@ fn outbound_request(
     origin: &Origin,
 ) -> Result<Request<Full<Bytes>>, Rejection> {
     let uri = target_uri(&target.url, inbound.uri.query()).ok_or(Rejection::MalformedRequest)?;
-    // The inbound headers are not needed after this: move them rather than copy.
-    let mut headers = std::mem::take(&mut inbound.headers);
-    strip_hop_by_hop(&mut headers);
-    let original_host = headers.remove(HOST).or_else(|| {
-        inbound
-            .uri
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    });
-    headers.remove(header::CONTENT_LENGTH);
-    forwarding_headers(&mut headers, original_host, origin);
+    let mut headers = passed_on_headers(inbound, origin);
     if let Some(authority) = target.url.authority() {
         if let Ok(v) = HeaderValue::from_str(authority.as_str()) {
             headers.insert(HOST, v);
@@ -119,8 +109,34 @@ fn outbound_request(
     Ok(req)
 }
 
+/// The inbound headers as targets get them (sync and async alike): hop-by-hop ones, `Host`,
+/// `Content-Length` and any `Hookrouter-*` removed, forwarding headers set. Moves the
+/// headers out of `inbound`, which does not need them afterwards.
+pub(crate) fn passed_on_headers(inbound: &mut http::request::Parts, origin: &Origin) -> HeaderMap {
+    let mut headers = std::mem::take(&mut inbound.headers);
+    strip_hop_by_hop(&mut headers);
+    let original_host = headers.remove(HOST).or_else(|| {
+        inbound
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
+    headers.remove(header::CONTENT_LENGTH);
+    // The router's own headers name what the router did; a sender cannot set them.
+    let planted: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| k.as_str().starts_with("hookrouter-"))
+        .cloned()
+        .collect();
+    for k in planted {
+        headers.remove(k);
+    }
+    forwarding_headers(&mut headers, original_host, origin);
+    headers
+}
+
 /// The target URL with the inbound query string appended to any query it already has.
-fn target_uri(base: &Uri, inbound_query: Option<&str>) -> Option<Uri> {
+pub(crate) fn target_uri(base: &Uri, inbound_query: Option<&str>) -> Option<Uri> {
     let Some(q) = inbound_query.filter(|q| !q.is_empty()) else {
         return Some(base.clone());
     };

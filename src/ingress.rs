@@ -10,16 +10,21 @@ use std::{
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response, header};
+use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
+use sha2::Digest as _;
+
 use crate::{
-    config::Mode,
+    config::{Mode, OnUnknown},
+    delivery::Engine,
     forward::{Forwarder, Origin},
+    glob,
     listener::Activity,
     pipeline::{self, Admitted, Head, Refused, Rejection},
+    queue::{Appended, NewEvent, StoredEvent},
     snapshot::Snapshot,
 };
 
@@ -29,6 +34,19 @@ pub(crate) struct Shared {
     pub(crate) snapshot: ArcSwap<Snapshot>,
     /// Pooled client for targets.
     pub(crate) forwarder: Forwarder,
+    /// The queue and delivery engine, when async routes were configured at start.
+    pub(crate) delivery: Option<Arc<Engine>>,
+}
+
+/// What became of a request that was not refused.
+pub(crate) struct Handled {
+    admitted: Admitted,
+    event: crate::event::Event,
+    /// `forwarded`, `accepted` or `duplicate`.
+    outcome: &'static str,
+    /// The router's event id (async).
+    id: Option<String>,
+    response: Response<Full<Bytes>>,
 }
 
 /// What the handler knows about the connection a request came on.
@@ -52,14 +70,21 @@ pub(crate) async fn handle(
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     let peer = conn.peer.ip().to_canonical();
     let response = match outcome {
-        Ok((admitted, event, resp)) => {
+        Ok(Handled {
+            admitted,
+            event,
+            outcome,
+            id,
+            response: resp,
+        }) => {
             tracing::info!(
                 route = %snap.config.routes[admitted.route].name,
-                outcome = "forwarded",
+                outcome,
                 status = resp.status().as_u16(),
                 method = %parts.method,
                 event_type = event.kind.as_deref(),
                 event_id = event.id.as_deref(),
+                id = id.as_deref(),
                 client = %admitted.client_ip,
                 peer = %peer,
                 latency_ms = elapsed_ms,
@@ -103,7 +128,7 @@ pub(crate) async fn handle(
     Ok(response)
 }
 
-type Outcome = Result<(Admitted, crate::event::Event, Response<Full<Bytes>>), Refused>;
+type Outcome = Result<Handled, Refused>;
 
 async fn process(
     shared: &Shared,
@@ -148,33 +173,138 @@ async fn process(
             .verify(&req, unix_now())
             .map_err(|f| fail(Rejection::Unverified(f)))?;
     }
-    // In sync mode the event's type and id only label the request's log line: skip reading
-    // them (a JSON body parse for most providers) when that line is not written.
-    let event = if tracing::enabled!(tracing::Level::INFO) {
-        crate::event::extract(&route.event, &parts.headers, &body)
-    } else {
-        crate::event::Event::default()
+    let origin = Origin {
+        peer: conn.peer.ip(),
+        peer_trusted: is_trusted(conn.peer.ip(), snap),
+        tls: conn.tls,
     };
-
     match route.mode {
         Mode::Sync => {
-            let origin = Origin {
-                peer: conn.peer.ip(),
-                peer_trusted: is_trusted(conn.peer.ip(), snap),
-                tls: conn.tls,
+            // In sync mode the event's type and id only label the request's log line: skip
+            // reading them (a JSON body parse for most providers) when that line is not written.
+            let event = if tracing::enabled!(tracing::Level::INFO) {
+                crate::event::extract(&route.event, &parts.headers, &body)
+            } else {
+                crate::event::Event::default()
             };
             let target = &snap.runtime[route_index].target;
-            let resp = shared
+            let response = shared
                 .forwarder
                 .forward(target, parts, body, &origin)
                 .await
                 .map_err(fail)?;
-            Ok((admitted, event, resp))
+            Ok(Handled {
+                admitted,
+                event,
+                outcome: "forwarded",
+                id: None,
+                response,
+            })
         }
-        // Validation refuses async routes while this build has no durable queue; should one
-        // get here anyway, the sender is told to retry rather than the event being dropped.
-        Mode::Async => Err(fail(Rejection::QueueUnavailable)),
+        Mode::Async => {
+            let engine = shared
+                .delivery
+                .as_ref()
+                .ok_or_else(|| fail(Rejection::QueueUnavailable))?;
+            let event = crate::event::extract(&route.event, &parts.headers, &body);
+            let version = version_of(route, &parts.headers, &body).map_err(fail)?;
+            let targets: Vec<String> = route
+                .deliver
+                .iter()
+                .filter(|d| {
+                    glob::any(&d.events, event.kind.as_deref())
+                        && glob::any(&d.versions, version.as_deref())
+                })
+                .map(|d| d.target.clone())
+                .collect();
+            let query = parts.uri.query().map(str::to_string);
+            let mut headers = crate::forward::passed_on_headers(parts, &origin);
+            if let (Some(spec), Some(v)) = (&route.version, &version) {
+                headers.remove(&spec.header);
+                if let Ok(v) = HeaderValue::from_str(v) {
+                    headers.insert(spec.header.clone(), v);
+                }
+            }
+            let window_ms = i64::try_from(route.dedup_window.as_millis()).unwrap_or(i64::MAX);
+            let dedup_key = (window_ms > 0).then(|| match &event.id {
+                Some(id) => format!("id:{id}"),
+                None => format!("sha256:{}", hex::encode(sha2::Sha256::digest(&body))),
+            });
+            let new = NewEvent {
+                id: uuid::Uuid::now_v7().to_string(),
+                route: route.name.clone(),
+                dedup_key,
+                dedup_window_ms: window_ms,
+                provider_id: event.id.clone(),
+                kind: event.kind.clone(),
+                version,
+                received_ms: crate::queue::now_ms(),
+                query,
+                headers,
+                body,
+                targets,
+            };
+            let stored = Arc::new(StoredEvent::from_new(&new));
+            let targets = new.targets.clone();
+            match engine.queue().append(new).await {
+                Ok(Appended::Stored) => {
+                    let id = stored.id.clone();
+                    engine.enqueue(stored, &targets);
+                    Ok(Handled {
+                        admitted,
+                        event,
+                        outcome: "accepted",
+                        response: async_answer(StatusCode::ACCEPTED, "accepted\n", &id),
+                        id: Some(id),
+                    })
+                }
+                Ok(Appended::Duplicate { id }) => Ok(Handled {
+                    admitted,
+                    event,
+                    outcome: "duplicate",
+                    response: async_answer(StatusCode::OK, "duplicate\n", &id),
+                    id: Some(id),
+                }),
+                Err(e) => {
+                    tracing::error!(route = %route.name, error = %e, "event not stored");
+                    Err(fail(Rejection::QueueUnavailable))
+                }
+            }
+        }
     }
+}
+
+/// The event's version per the route's `version` block; `None` when the route has none or
+/// the event carries none and there is no default. An unknown version is refused when the
+/// route says `on_unknown: reject`.
+fn version_of(
+    route: &crate::config::Route,
+    headers: &http::HeaderMap,
+    body: &[u8],
+) -> Result<Option<String>, Rejection> {
+    let Some(spec) = &route.version else {
+        return Ok(None);
+    };
+    let version = crate::event::read(&spec.from, headers, body).or_else(|| spec.default.clone());
+    let known = version.is_some() && glob::any(&spec.accept, version.as_deref());
+    if !known && spec.on_unknown == OnUnknown::Reject {
+        return Err(Rejection::UnknownVersion);
+    }
+    Ok(version)
+}
+
+fn async_answer(status: StatusCode, body: &'static str, id: &str) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    if let Ok(v) = HeaderValue::from_str(id) {
+        resp.headers_mut()
+            .insert(crate::delivery::EVENT_ID.clone(), v);
+    }
+    resp
 }
 
 /// The URL the provider called, for schemes that sign it: the route's `verify.url` when set,

@@ -22,10 +22,13 @@ pub mod verify;
 
 mod admin;
 mod client_ip;
+mod delivery;
 mod forward;
+mod glob;
 mod ingress;
 mod listener;
 mod pipeline;
+mod queue;
 mod reload;
 mod route;
 mod shutdown;

@@ -53,6 +53,8 @@ pub(crate) enum Rejection {
     TargetBadResponse,
     /// Async mode: the queue cannot take the event now (answered with `Retry-After`).
     QueueUnavailable,
+    /// The event's version is not accepted and the route says `on_unknown: reject`.
+    UnknownVersion,
 }
 
 impl Rejection {
@@ -61,7 +63,8 @@ impl Rejection {
         match self {
             Rejection::NonCanonicalPath(_)
             | Rejection::MalformedRequest
-            | Rejection::MalformedForwarded => StatusCode::BAD_REQUEST,
+            | Rejection::MalformedForwarded
+            | Rejection::UnknownVersion => StatusCode::BAD_REQUEST,
             Rejection::NoRoute => StatusCode::NOT_FOUND,
             Rejection::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Rejection::IpNotAllowed => StatusCode::FORBIDDEN,
@@ -90,6 +93,7 @@ impl Rejection {
             Rejection::TargetTimeout => "target_timeout",
             Rejection::TargetBadResponse => "target_bad_response",
             Rejection::QueueUnavailable => "queue_unavailable",
+            Rejection::UnknownVersion => "unknown_version",
         }
     }
 
@@ -210,6 +214,7 @@ mod tests {
             (Rejection::TargetBadResponse, 502),
             (Rejection::TargetTimeout, 504),
             (Rejection::QueueUnavailable, 503),
+            (Rejection::UnknownVersion, 400),
         ];
         for (r, status) in cases {
             assert_eq!(r.status().as_u16(), status, "{r:?}");

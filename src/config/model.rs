@@ -65,6 +65,8 @@ pub struct Defaults {
     pub max_body: u64,
     /// Signature timestamp tolerance for every route, when set; otherwise each scheme's own.
     pub tolerance: Option<Duration>,
+    /// Deduplication window of async routes (24h).
+    pub dedup_window: Duration,
 }
 
 /// Connection handling limits.
@@ -90,15 +92,37 @@ pub struct Server {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Queue {
     /// A store on local disk.
-    Embedded {
-        /// Folder of the store.
-        path: PathBuf,
-    },
+    Embedded(Embedded),
     /// A NATS JetStream server shared by several instances.
     Nats {
         /// Server URL.
         url: String,
     },
+}
+
+/// `queue.embedded`: the store on local disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Embedded {
+    /// Folder of the store (`./data`).
+    pub path: PathBuf,
+    /// How long events whose deliveries all succeeded are kept (3 days).
+    pub retention: Duration,
+    /// How long events with a dead letter are kept for inspection and replay (14 days).
+    pub dead_retention: Duration,
+    /// Most bytes the store may use on disk; beyond it ingest answers 503 (10 GiB).
+    pub max_size: u64,
+}
+
+impl Embedded {
+    /// The defaults, at `path`.
+    pub fn at(path: PathBuf) -> Self {
+        Embedded {
+            path,
+            retention: Duration::from_secs(3 * 86_400),
+            dead_retention: Duration::from_secs(14 * 86_400),
+            max_size: 10 << 30,
+        }
+    }
 }
 
 /// An internal endpoint.
@@ -110,6 +134,43 @@ pub struct Target {
     pub url: Uri,
     /// How long to wait for its whole answer.
     pub timeout: Duration,
+    /// Most deliveries in flight to it at once (async mode).
+    pub max_in_flight: usize,
+    /// Retry policy for async deliveries.
+    pub retry: Retry,
+    /// Sign async deliveries for the target to verify, when set.
+    pub sign: Option<Sign>,
+}
+
+/// A target's `retry` block: exponential backoff with full jitter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retry {
+    /// Attempts in all, the first included (8).
+    pub max_attempts: u32,
+    /// Ceiling of the first retry's delay (5s); each later ceiling is 5 times the previous.
+    pub initial: Duration,
+    /// Largest delay between two attempts (10h).
+    pub max_delay: Duration,
+    /// No attempt starts later than this after the event arrived (or was replayed) (24h).
+    pub max_age: Duration,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry {
+            max_attempts: 8,
+            initial: Duration::from_secs(5),
+            max_delay: Duration::from_secs(10 * 3600),
+            max_age: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// A target's `sign` block: the router signs what it delivers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sign {
+    /// The secret as written (`whsec_…` base64, Standard Webhooks style).
+    pub secret: Secret,
 }
 
 /// How a route hands events on.
@@ -144,6 +205,35 @@ pub struct Route {
     pub event: crate::event::Spec,
     /// Where events go.
     pub deliver: Vec<Deliver>,
+    /// Where the event's version is and which versions are accepted, if configured.
+    pub version: Option<VersionSpec>,
+    /// An event id accepted within this window is answered 200 and not delivered again;
+    /// zero turns deduplication off (async mode).
+    pub dedup_window: Duration,
+}
+
+/// A route's `version` block.
+#[derive(Debug, Clone)]
+pub struct VersionSpec {
+    /// Where the version is read.
+    pub from: crate::event::Source,
+    /// Accepted version globs; empty accepts every version.
+    pub accept: Vec<String>,
+    /// The version assumed when the event carries none.
+    pub default: Option<String>,
+    /// What to do with a version not in `accept` (or none and no default).
+    pub on_unknown: OnUnknown,
+    /// The header that carries the version to targets (`Webhook-Version`).
+    pub header: http::HeaderName,
+}
+
+/// `version.on_unknown`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnUnknown {
+    /// Answer 400.
+    Reject,
+    /// Deliver it (to entries without a `versions` filter, or whose filter matches).
+    Deliver,
 }
 
 /// A route's `verify` block.
@@ -168,6 +258,8 @@ pub struct Deliver {
     pub target: String,
     /// Event type globs; empty means every event.
     pub events: Vec<String>,
+    /// Version globs; empty means every version.
+    pub versions: Vec<String>,
 }
 
 impl Verify {
