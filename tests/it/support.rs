@@ -77,7 +77,12 @@ impl Router {
     }
 
     fn spawn(&mut self, env: &[(&str, String)]) {
-        let log = std::fs::File::create(&self.log).expect("log file");
+        // Append, so a restarted process's log follows the earlier one.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_hookrouter"))
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .args(["run", "-c"])
@@ -139,6 +144,20 @@ impl Router {
             .expect("kill")
             .success();
         assert!(ok, "kill -{sig} failed");
+    }
+
+    /// SIGKILL, then wait for the process to be gone (no drain, no cleanup: a crash).
+    pub fn kill_hard(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the process again with the same config and folder (after `kill_hard` or exit).
+    pub fn restart(&mut self) {
+        self.kill_hard();
+        self.spawn(&[]);
     }
 
     /// Waits for the process to exit and returns its exit code.
@@ -351,6 +370,11 @@ impl Target {
         self.seen.lock().expect("lock").len()
     }
 
+    /// Every request seen so far.
+    pub fn all(&self) -> Vec<Seen> {
+        self.seen.lock().expect("lock").clone()
+    }
+
     pub fn last(&self) -> Seen {
         self.seen
             .lock()
@@ -397,6 +421,42 @@ pub async fn send(
         status: parts.status.as_u16(),
         headers: parts.headers,
         body,
+    }
+}
+
+/// Sends a request with an owned body and reads the whole answer.
+pub async fn send_bytes(
+    client: &Client<HttpConnector, Full<Bytes>>,
+    url: &str,
+    headers: &[(String, String)],
+    body: Vec<u8>,
+) -> Answer {
+    let mut req = Request::builder().method("POST").uri(url);
+    for (k, v) in headers {
+        req = req.header(k.as_str(), v.as_str());
+    }
+    let req = req.body(Full::new(Bytes::from(body))).expect("request");
+    let resp = client.request(req).await.expect("request sent");
+    let (parts, body) = resp.into_parts();
+    let body = body.collect().await.expect("body").to_bytes();
+    Answer {
+        status: parts.status.as_u16(),
+        headers: parts.headers,
+        body,
+    }
+}
+
+/// Polls `cond` every 20 ms until it holds or `within` passes; whether it held.
+pub async fn eventually(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
