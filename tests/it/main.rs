@@ -6,6 +6,8 @@ mod support;
 
 /// Client address and allowlists.
 mod allowlist;
+/// Async mode: durable fan-out, retries, dead letters, dedup, versions, signing, resume.
+mod deliver;
 /// Sync forwarding: relay, failures, limits, paths.
 mod forward;
 /// The providers' official SDKs sign into the router and verify what it forwards.
