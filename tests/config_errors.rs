@@ -392,6 +392,27 @@ routes:
     }
 }
 
+/// A target's signing secret that the Standard Webhooks signer cannot use is reported at its
+/// path, and neither a referenced nor an inline value appears in the message.
+#[test]
+fn signing_secrets_are_never_printed() {
+    let dir = tempfile::TempDir::new().expect("cannot create a temp dir");
+    for secret in ["${env:HOOKROUTER_TEST_SECRET}", SECRET] {
+        let config = format!(
+            "version: 1\nlisten: [{{ addr: \"127.0.0.1:8080\" }}]\ntargets:\n  billing: {{ url: \"http://127.0.0.1:7001/hooks\", sign: {{ scheme: standard-webhooks, secret: \"{secret}\" }} }}\nroutes:\n  - {{ name: a, path: /a, deliver: [{{ target: billing }}] }}\n"
+        );
+        let path = write_config(dir.path(), &config);
+        let out = check(&path, &[("HOOKROUTER_TEST_SECRET", SECRET)]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{secret}: {stderr}");
+        assert!(
+            stderr.contains(":4:93: targets.billing.sign.secret: "),
+            "{secret}: {stderr}"
+        );
+        assert_no_secret(secret, &out);
+    }
+}
+
 /// Values that reach messages without going through the reference-hiding formatting.
 /// Ignored until fixed in src/config/parse.rs (the mode check, and the cross-field checks on
 /// target references, route names and listen addresses print the resolved value); run with

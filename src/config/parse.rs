@@ -8,16 +8,16 @@ use std::{
     time::Duration,
 };
 
-use http::{Method, Uri};
+use http::{HeaderName, Method, Uri};
 
 use super::{
     model::{
-        Admin, CertKey, Config, Defaults, Deliver, Listen, Mode, Queue, Route, Secret, Server,
-        Target, Verify,
+        Admin, CertKey, Config, Defaults, Deliver, Embedded, Listen, Mode, OnUnknown, Queue, Retry,
+        Route, Secret, Server, Sign, Target, Verify, VersionSpec,
     },
-    yaml::{Map, Node, Reader, location},
+    yaml::{Map, Node, Reader, Text, location},
 };
-use crate::{path, verify::SchemeName};
+use crate::{event::Source, path, verify::SchemeName};
 
 /// The config format this build reads.
 const FORMAT_VERSION: u64 = 1;
@@ -25,6 +25,23 @@ const FORMAT_VERSION: u64 = 1;
 const DEFAULT_MAX_BODY: u64 = 1 << 20;
 /// Built-in target timeout; providers themselves give up after 10–30 s.
 const DEFAULT_TARGET_TIMEOUT: Duration = Duration::from_secs(10);
+/// Built-in `defaults.dedup_window`: providers retry a failed delivery for hours to days, and
+/// most of their retries come within the first day.
+const DEFAULT_DEDUP_WINDOW: Duration = Duration::from_secs(24 * 3600);
+/// Built-in `targets.NAME.max_in_flight`.
+const DEFAULT_MAX_IN_FLIGHT: usize = 32;
+/// Largest `targets.NAME.max_in_flight`.
+const MAX_IN_FLIGHT: u64 = 1_000_000;
+/// Largest `targets.NAME.retry.max_attempts`.
+const MAX_ATTEMPTS: u64 = 100_000;
+/// Smallest `queue.embedded.max_size`.
+const MIN_QUEUE_SIZE: u64 = 1 << 20;
+/// Built-in `queue.embedded.path`, from the config file's folder like any relative path.
+const DEFAULT_QUEUE_PATH: &str = "./data";
+/// Built-in `version.header`: the header that carries the version to targets.
+const DEFAULT_VERSION_HEADER: &str = "webhook-version";
+/// The only `sign.scheme` for now.
+const SIGN_SCHEME: &str = "standard-webhooks";
 
 /// Settings under `server:` and their built-in values.
 const DEFAULT_SERVER: Server = Server {
@@ -36,10 +53,6 @@ const DEFAULT_SERVER: Server = Server {
     max_connections: 10_000,
     max_header_bytes: 64 * 1024,
 };
-
-/// Keys of the product's interface that a later version handles; refused rather than
-/// silently ignored, since ignoring `verify` would forward unverified events.
-const NOT_YET: &str = "is not supported by this version of hookrouter; remove it";
 
 /// Walks the document root and returns the model, or nothing when errors were recorded.
 pub(crate) fn config(r: &mut Reader<'_>, root: &Node<'_>, source: PathBuf) -> Option<Config> {
@@ -72,10 +85,7 @@ pub(crate) fn config(r: &mut Reader<'_>, root: &Node<'_>, source: PathBuf) -> Op
         .unwrap_or_default();
     let defaults = match m.get("defaults") {
         Some(n) => defaults(r, n, "defaults"),
-        None => Defaults {
-            max_body: DEFAULT_MAX_BODY,
-            tolerance: None,
-        },
+        None => DEFAULT_DEFAULTS,
     };
     let server = match m.get("server") {
         Some(n) => server(r, n, "server"),
@@ -83,9 +93,7 @@ pub(crate) fn config(r: &mut Reader<'_>, root: &Node<'_>, source: PathBuf) -> Op
     };
     let queue = match m.get("queue") {
         Some(n) => queue(r, n, "queue"),
-        None => Queue::Embedded {
-            path: PathBuf::from("./data"),
-        },
+        None => Queue::Embedded(Embedded::at(r.relative(DEFAULT_QUEUE_PATH))),
     };
     // `None` when `targets:` itself is unreadable: references to it are then not checked.
     let (targets, target_names) = match m.get("targets") {
@@ -264,11 +272,15 @@ fn admin(r: &mut Reader<'_>, node: &Node<'_>, path: &str) -> Option<Admin> {
     Some(Admin { addr: addr?, token })
 }
 
+/// Settings under `defaults:` and their built-in values.
+const DEFAULT_DEFAULTS: Defaults = Defaults {
+    max_body: DEFAULT_MAX_BODY,
+    tolerance: None,
+    dedup_window: DEFAULT_DEDUP_WINDOW,
+};
+
 fn defaults(r: &mut Reader<'_>, node: &Node<'_>, path: &str) -> Defaults {
-    let mut d = Defaults {
-        max_body: DEFAULT_MAX_BODY,
-        tolerance: None,
-    };
+    let mut d = DEFAULT_DEFAULTS;
     let Some(mut m) = r.map(node, path) else {
         return d;
     };
@@ -278,8 +290,23 @@ fn defaults(r: &mut Reader<'_>, node: &Node<'_>, path: &str) -> Defaults {
     if let Some(n) = m.get("tolerance") {
         d.tolerance = r.duration(n, &m.path("tolerance")).or(d.tolerance);
     }
+    if let Some(n) = m.get("dedup_window") {
+        d.dedup_window = r
+            .duration(n, &m.path("dedup_window"))
+            .unwrap_or(d.dedup_window);
+    }
     m.finish(r);
     d
+}
+
+/// A duration that must be more than zero.
+fn positive_duration(r: &mut Reader<'_>, node: &Node<'_>, path: &str) -> Option<Duration> {
+    let d = r.duration(node, path)?;
+    if d.is_zero() {
+        r.error(node, path, "must be more than 0");
+        return None;
+    }
+    Some(d)
 }
 
 fn max_body(r: &mut Reader<'_>, node: &Node<'_>, path: &str) -> Option<u64> {
@@ -333,11 +360,9 @@ fn server(r: &mut Reader<'_>, node: &Node<'_>, path: &str) -> Server {
 }
 
 fn queue(r: &mut Reader<'_>, node: &Node<'_>, path: &str) -> Queue {
-    let fallback = Queue::Embedded {
-        path: PathBuf::from("./data"),
-    };
+    let fallback = |r: &Reader<'_>| Queue::Embedded(Embedded::at(r.relative(DEFAULT_QUEUE_PATH)));
     let Some(mut m) = r.map(node, path) else {
-        return fallback;
+        return fallback(r);
     };
     let embedded = m.get("embedded");
     let nats = m.get("nats");
@@ -348,23 +373,9 @@ fn queue(r: &mut Reader<'_>, node: &Node<'_>, path: &str) -> Queue {
                 &m.path("nats"),
                 "`queue.embedded` and `queue.nats` are exclusive: keep one",
             );
-            fallback
+            fallback(r)
         }
-        (Some(e), None) => {
-            let p = m.path("embedded");
-            match r.map(e, &p) {
-                Some(mut em) => {
-                    let dir = em
-                        .get("path")
-                        .and_then(|n| r.file_path(n, &em.path("path")));
-                    em.finish(r);
-                    Queue::Embedded {
-                        path: dir.unwrap_or_else(|| PathBuf::from("./data")),
-                    }
-                }
-                None => fallback,
-            }
-        }
+        (Some(e), None) => Queue::Embedded(embedded_queue(r, e, &m.path("embedded"))),
         (None, Some(n)) => {
             let p = m.path("nats");
             match r.map(n, &p) {
@@ -380,16 +391,48 @@ fn queue(r: &mut Reader<'_>, node: &Node<'_>, path: &str) -> Queue {
                     nm.finish(r);
                     match url {
                         Some(u) => Queue::Nats { url: u.value },
-                        None => fallback,
+                        None => fallback(r),
                     }
                 }
-                None => fallback,
+                None => fallback(r),
             }
         }
-        (None, None) => fallback,
+        (None, None) => fallback(r),
     };
     m.finish(r);
     q
+}
+
+/// `queue.embedded: { path, retention, dead_retention, max_size }`.
+fn embedded_queue(r: &mut Reader<'_>, node: &Node<'_>, path: &str) -> Embedded {
+    let mut e = Embedded::at(r.relative(DEFAULT_QUEUE_PATH));
+    let Some(mut m) = r.map(node, path) else {
+        return e;
+    };
+    if let Some(dir) = m.get("path").and_then(|n| r.file_path(n, &m.path("path"))) {
+        e.path = dir;
+    }
+    for (key, slot) in [
+        ("retention", &mut e.retention),
+        ("dead_retention", &mut e.dead_retention),
+    ] {
+        if let Some(d) = m
+            .get(key)
+            .and_then(|n| positive_duration(r, n, &m.path(key)))
+        {
+            *slot = d;
+        }
+    }
+    if let Some(n) = m.get("max_size") {
+        let p = m.path("max_size");
+        match r.size(n, &p) {
+            Some(v) if v >= MIN_QUEUE_SIZE => e.max_size = v,
+            Some(_) => r.error(n, &p, "must be at least 1MiB"),
+            None => {}
+        }
+    }
+    m.finish(r);
+    e
 }
 
 /// The valid targets, and the names of all targets (valid or not) for reference checks, so a
@@ -437,29 +480,149 @@ fn target(r: &mut Reader<'_>, node: &Node<'_>, path: &str, name: &str) -> Option
     )
     .and_then(|(n, p)| target_url(r, n, &p));
     let timeout = match m.get("timeout") {
-        Some(n) => {
-            let p = m.path("timeout");
-            match r.duration(n, &p) {
-                Some(d) if d.is_zero() => {
-                    r.error(n, &p, "must be more than 0");
-                    None
-                }
-                d => d,
-            }
-        }
+        Some(n) => positive_duration(r, n, &m.path("timeout")),
         None => Some(DEFAULT_TARGET_TIMEOUT),
     };
-    for key in ["sign", "retry", "max_in_flight"] {
-        if let Some(n) = m.get(key) {
-            r.error(n, &m.path(key), format!("`{key}` {NOT_YET}"));
-        }
-    }
+    let max_in_flight = match m.get("max_in_flight") {
+        Some(n) => r
+            .integer(n, &m.path("max_in_flight"), 1..=MAX_IN_FLIGHT)
+            .map(|v| v as usize),
+        None => Some(DEFAULT_MAX_IN_FLIGHT),
+    };
+    let retry = match m.get("retry") {
+        Some(n) => retry(r, n, &m.path("retry")),
+        None => Some(Retry::default()),
+    };
+    let sign = match m.get("sign") {
+        Some(n) => sign(r, n, &m.path("sign")).map(Some),
+        None => Some(None),
+    };
     m.finish(r);
     Some(Target {
         name: name.to_string(),
         url: url?,
         timeout: timeout?,
+        max_in_flight: max_in_flight?,
+        retry: retry?,
+        sign: sign?,
     })
+}
+
+/// `retry: { max_attempts, initial, max_delay, max_age }` over [`Retry::default`].
+fn retry(r: &mut Reader<'_>, node: &Node<'_>, path: &str) -> Option<Retry> {
+    let mut out = Retry::default();
+    let mut m = r.map(node, path)?;
+    let errors = r.errors.len();
+    if let Some(n) = m.get("max_attempts") {
+        if let Some(v) = r.integer(n, &m.path("max_attempts"), 1..=MAX_ATTEMPTS) {
+            out.max_attempts = v as u32;
+        }
+    }
+    // Each duration that is set, with where it is, for the `max_delay` ≥ `initial` check.
+    fn read(
+        r: &mut Reader<'_>,
+        m: &mut Map<'_>,
+        key: &'static str,
+        slot: &mut Duration,
+    ) -> Option<Option<super::Location>> {
+        let n = m.get(key)?;
+        *slot = positive_duration(r, n, &m.path(key))?;
+        Some(location(n))
+    }
+    let initial = read(r, &mut m, "initial", &mut out.initial);
+    let max_delay = read(r, &mut m, "max_delay", &mut out.max_delay);
+    read(r, &mut m, "max_age", &mut out.max_age);
+    if r.errors.len() == errors && out.max_delay < out.initial {
+        let (initial_shown, max_delay_shown) = (show(out.initial), show(out.max_delay));
+        match (max_delay, initial) {
+            (Some(loc), _) => r.error_at(
+                loc,
+                &m.path("max_delay"),
+                format!("{max_delay_shown} is shorter than `initial` ({initial_shown}{}): the largest delay between attempts must be at least the first one", if initial.is_some() { "" } else { ", the default" }),
+            ),
+            (None, Some(loc)) => r.error_at(
+                loc,
+                &m.path("initial"),
+                format!("{initial_shown} is longer than `max_delay` ({max_delay_shown}, the default): lower `initial` or raise `max_delay`"),
+            ),
+            (None, None) => {}
+        }
+    }
+    m.finish(r);
+    (r.errors.len() == errors).then_some(out)
+}
+
+/// A duration as an operator would write it (`5s`, `1h30m`, `500ms`), for messages.
+fn show(d: Duration) -> String {
+    let mut out = String::new();
+    let mut secs = d.as_secs();
+    for (unit, size) in [("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)] {
+        if secs >= size {
+            out.push_str(&format!("{}{unit}", secs / size));
+            secs %= size;
+        }
+    }
+    let ms = d.subsec_millis();
+    if ms > 0 || out.is_empty() {
+        out.push_str(&format!("{ms}ms"));
+    }
+    format!("`{out}`")
+}
+
+/// `sign: { scheme: standard-webhooks, secret }`. The secret is checked by the same decoder
+/// that signs with it; messages never contain it.
+fn sign(r: &mut Reader<'_>, node: &Node<'_>, path: &str) -> Option<Sign> {
+    let mut m = r.map(node, path)?;
+    let scheme = required(
+        r,
+        &mut m,
+        node,
+        "scheme",
+        &format!("the signing scheme: `scheme: {SIGN_SCHEME}`"),
+    )
+    .and_then(|(n, p)| {
+        let t = r.non_empty(n, &p, "the signing scheme")?;
+        if t.value.trim() != SIGN_SCHEME {
+            r.error(
+                n,
+                &p,
+                format!("{t} is not a signing scheme: use `{SIGN_SCHEME}` (the only one hookrouter signs with)"),
+            );
+            return None;
+        }
+        Some(())
+    });
+    let secret = required(
+        r,
+        &mut m,
+        node,
+        "secret",
+        "the signing secret, e.g. `secret: \"${env:BILLING_SIGNING_SECRET}\"`",
+    )
+    .and_then(|(n, p)| {
+        let t = r.non_empty(n, &p, "the signing secret")?;
+        let check = crate::verify::sign(
+            SchemeName::StandardWebhooks,
+            &t.value,
+            b"",
+            0,
+            "check",
+            "",
+            &crate::verify::Options::default(),
+        );
+        if let Err(why) = check {
+            r.error(
+                n,
+                &p,
+                format!("{why}; to sign deliveries, use `whsec_` followed by the base64 of a random key (e.g. from `openssl rand -base64 32`) and give the target the same secret"),
+            );
+            return None;
+        }
+        Some(Secret::new(t.value))
+    });
+    m.finish(r);
+    scheme?;
+    Some(Sign { secret: secret? })
 }
 
 fn target_url(r: &mut Reader<'_>, node: &Node<'_>, path: &str) -> Option<Uri> {
@@ -564,22 +727,16 @@ fn route(
         Some(n) => {
             let p = m.path("mode");
             match r.text(n, &p) {
-                Some(s) if s.value == "sync" => Some(Mode::Sync),
-                Some(s) if s.value == "async" => {
-                    r.error(n, &p, "`mode: async` (durable fan-out) is not supported by this version of hookrouter; set `mode: sync`");
-                    None
-                }
+                Some(s) if s.value.trim() == "async" => Some(Mode::Async),
+                Some(s) if s.value.trim() == "sync" => Some(Mode::Sync),
                 Some(s) => {
-                    r.error(n, &p, format!("{s} is not a mode: use `sync`"));
+                    r.error(n, &p, format!("{s} is not a mode: use `async` or `sync`"));
                     None
                 }
                 None => None,
             }
         }
-        None => {
-            r.error(node, &m.path("mode"), "missing: the default `mode: async` (durable fan-out) is not supported by this version of hookrouter; set `mode: sync`");
-            None
-        }
+        None => Some(Mode::Async),
     };
     let allow_ips = m.get("allow_ips").map(|n| {
         let p = m.path("allow_ips");
@@ -593,9 +750,8 @@ fn route(
         Some(n) => max_body(r, n, &m.path("max_body")),
         None => Some(defaults.max_body),
     };
-    let verify = m
-        .get("verify")
-        .and_then(|n| verify(r, n, &m.path("verify"), defaults));
+    let verify_node = m.get("verify");
+    let verify = verify_node.and_then(|n| verify(r, n, &m.path("verify"), defaults));
     let mut event = verify
         .as_ref()
         .map(|v| crate::event::defaults(v.scheme))
@@ -603,13 +759,29 @@ fn route(
     if let Some(n) = m.get("event") {
         event_override(r, n, &m.path("event"), &mut event);
     }
-    for key in ["version"] {
-        if let Some(n) = m.get(key) {
-            r.error(n, &m.path(key), format!("`{key}` {NOT_YET}"));
+    // Whether the event type has a source; taken as yes when `verify` is broken (its scheme
+    // would give the default), so one mistake is not reported twice.
+    let has_type = event.kind.is_some() || (verify_node.is_some() && verify.is_none());
+    let version_node = m.get("version");
+    let version = version_node.and_then(|n| version(r, n, &m.path("version")));
+    let dedup_window = match m.get("dedup_window") {
+        Some(n) => {
+            let p = m.path("dedup_window");
+            let d = r.duration(n, &p);
+            if mode == Some(Mode::Sync) {
+                r.error(n, &p, "`dedup_window` applies to `mode: async` only (sync mode forwards every request and relays the answer): remove it");
+            }
+            d
         }
-    }
+        None => Some(defaults.dedup_window),
+    };
+    let context = DeliverContext {
+        mode,
+        has_version: version_node.is_some(),
+        has_type,
+    };
     let deliver = match m.get("deliver") {
-        Some(n) => deliver(r, n, &m.path("deliver"), refs),
+        Some(n) => deliver(r, n, &m.path("deliver"), &context, refs),
         None => {
             r.error(
                 node,
@@ -627,6 +799,9 @@ fn route(
             }
             if deliver.iter().any(|d| !d.events.is_empty()) {
                 r.error(n, &p, "`events` filters do not apply to `mode: sync` (every request is forwarded): remove `events`");
+            }
+            if deliver.iter().any(|d| !d.versions.is_empty()) {
+                r.error(n, &p, "`versions` filters do not apply to `mode: sync` (every request is forwarded): remove `versions`");
             }
         }
     }
@@ -648,6 +823,8 @@ fn route(
             verify,
             event,
             deliver,
+            version,
+            dedup_window: dedup_window?,
         },
         shown,
     ))
@@ -911,10 +1088,21 @@ struct TargetRef {
     path: String,
 }
 
+/// What a route's `deliver` entries are checked against.
+struct DeliverContext {
+    /// The route's mode, when valid.
+    mode: Option<Mode>,
+    /// Whether the route has a `version` block.
+    has_version: bool,
+    /// Whether the route knows where its events' type is (or cannot tell yet).
+    has_type: bool,
+}
+
 fn deliver(
     r: &mut Reader<'_>,
     node: &Node<'_>,
     path: &str,
+    context: &DeliverContext,
     refs: &mut Vec<TargetRef>,
 ) -> Vec<Deliver> {
     let items = r.seq(node, path);
@@ -925,7 +1113,10 @@ fn deliver(
             "is empty: name at least one target, e.g. `deliver: [ { target: billing } ]`",
         );
     }
+    let is_async = context.mode == Some(Mode::Async);
     let mut out = Vec::new();
+    // Targets named so far in this route, with where.
+    let mut seen: Vec<(String, String)> = Vec::new();
     for (n, p) in items {
         let Some(mut m) = r.map(n, &p) else { continue };
         let target = required(r, &mut m, n, "target", "the target name from `targets:`").and_then(
@@ -934,20 +1125,43 @@ fn deliver(
                     .map(|t| (t, location(tn), tp))
             },
         );
-        let events = m
-            .get("events")
-            .map(|en| {
-                r.texts(en, &m.path("events"))
-                    .into_iter()
-                    .map(|(t, _, _)| t.value)
-                    .collect()
-            })
-            .unwrap_or_default();
-        if let Some(vn) = m.get("versions") {
-            r.error(vn, &m.path("versions"), format!("`versions` {NOT_YET}"));
-        }
+        let events = match m.get("events") {
+            Some(en) => {
+                let ep = m.path("events");
+                if is_async && !context.has_type {
+                    r.error(en, &ep, "`events` filters need the event type, and this route does not say where it is: add `event: { type: \"body:/type\" }` (or `\"header:NAME\"`), or remove `events`");
+                }
+                globs(
+                    r,
+                    en,
+                    &ep,
+                    "an event type pattern",
+                    "list event types (`*` matches any text), or remove `events` to deliver every event",
+                )
+            }
+            None => Vec::new(),
+        };
+        let versions = match m.get("versions") {
+            Some(vn) => {
+                let vp = m.path("versions");
+                // Sync routes get one message for the whole `deliver` (see `route`).
+                if is_async && !context.has_version {
+                    r.error(vn, &vp, "`versions` filters need the route's `version` block to know where the version is: add e.g. `version: { from: \"body:/api_version\" }` to the route, or remove `versions`");
+                }
+                versions(r, vn, &vp)
+            }
+            None => Vec::new(),
+        };
         m.finish(r);
         if let Some((target, loc, tp)) = target {
+            match seen.iter().find(|(name, _)| *name == target.value) {
+                Some((_, first)) => r.error_at(
+                    loc,
+                    &tp,
+                    format!("target {target} is also in {first}: list each target once (one entry's `events` can hold several patterns)"),
+                ),
+                None => seen.push((target.value.clone(), p.clone())),
+            }
             refs.push(TargetRef {
                 name: target.value.clone(),
                 shown: target.to_string(),
@@ -957,10 +1171,135 @@ fn deliver(
             out.push(Deliver {
                 target: target.value,
                 events,
+                versions,
             });
         }
     }
     out
+}
+
+/// A list of patterns where `*` matches any run of characters; each must be non-empty, and an
+/// empty list is refused (it would match nothing, or be mistaken for "everything").
+fn globs(r: &mut Reader<'_>, node: &Node<'_>, path: &str, what: &str, hint: &str) -> Vec<String> {
+    let out: Vec<String> = r
+        .seq(node, path)
+        .into_iter()
+        .filter_map(|(item, p)| r.non_empty(item, &p, what))
+        .map(|t| t.value.trim().to_string())
+        .collect();
+    if matches!(&node.data, saphyr::YamlData::Sequence(s) if s.is_empty()) {
+        r.error(node, path, format!("is empty: {hint}"));
+    }
+    out
+}
+
+/// Version patterns (`versions`, `version.accept`): as [`globs`], and numbers are refused
+/// because YAML reads `1.0` as the number 1 and the text would no longer match.
+fn versions(r: &mut Reader<'_>, node: &Node<'_>, path: &str) -> Vec<String> {
+    if let saphyr::YamlData::Sequence(items) = &node.data {
+        for (i, item) in items.iter().enumerate() {
+            unquoted_number(r, item, &format!("{path}[{i}]"));
+        }
+    }
+    globs(
+        r,
+        node,
+        path,
+        "a version pattern",
+        "list versions (`*` matches any text), or remove the key to take every version",
+    )
+}
+
+/// Reports a version written as an unquoted decimal number (YAML turns `1.10` into 1.1).
+fn unquoted_number(r: &mut Reader<'_>, node: &Node<'_>, path: &str) {
+    if let saphyr::YamlData::Value(saphyr::Scalar::FloatingPoint(f)) = &node.data {
+        r.error(
+            node,
+            path,
+            format!("YAML reads this unquoted value as the number {f}, which may not be the text written (`1.10` is 1.1): put the version in quotes, e.g. `\"1.10\"`"),
+        );
+    }
+}
+
+/// `version: { from, accept, default, on_unknown, header }`.
+fn version(r: &mut Reader<'_>, node: &Node<'_>, path: &str) -> Option<VersionSpec> {
+    let mut m = r.map(node, path)?;
+    let from = required(
+        r,
+        &mut m,
+        node,
+        "from",
+        "where the version is, e.g. `from: \"body:/api_version\"` or `from: \"header:Stripe-Version\"`",
+    )
+    .and_then(|(n, p)| {
+        let t = r.non_empty(n, &p, "the source")?;
+        Source::parse(t.value.trim())
+            .map_err(|why| r.error(n, &p, format!("{t} {why}")))
+            .ok()
+    });
+    let accept = match m.get("accept") {
+        Some(n) => versions(r, n, &m.path("accept")),
+        None => Vec::new(),
+    };
+    let default: Option<(Text, &Node<'_>)> = m.get("default").and_then(|n| {
+        let p = m.path("default");
+        unquoted_number(r, n, &p);
+        r.non_empty(n, &p, "the default version").map(|t| (t, n))
+    });
+    let on_unknown = match m.get("on_unknown") {
+        Some(n) => {
+            let p = m.path("on_unknown");
+            match r.text(n, &p) {
+                Some(t) if t.value.trim() == "reject" => Some(OnUnknown::Reject),
+                Some(t) if t.value.trim() == "deliver" => Some(OnUnknown::Deliver),
+                Some(t) => {
+                    r.error(
+                        n,
+                        &p,
+                        format!("{t} is not an `on_unknown` action: use `reject` (answer 400) or `deliver`"),
+                    );
+                    None
+                }
+                None => None,
+            }
+        }
+        None => Some(OnUnknown::Reject),
+    };
+    let header = match m.get("header") {
+        Some(n) => {
+            let p = m.path("header");
+            r.non_empty(n, &p, "the header name").and_then(|t| {
+                HeaderName::from_bytes(t.value.trim().as_bytes())
+                    .map_err(|_| {
+                        r.error(
+                            n,
+                            &p,
+                            format!("{t} is not a header name: use letters, digits and `-`, e.g. `Webhook-Version`"),
+                        )
+                    })
+                    .ok()
+            })
+        }
+        None => Some(HeaderName::from_static(DEFAULT_VERSION_HEADER)),
+    };
+    if let Some((t, n)) = &default {
+        let d = t.value.trim();
+        if !accept.is_empty() && !accept.iter().any(|g| crate::glob::matches(g, d)) {
+            r.error(
+                n,
+                &m.path("default"),
+                format!("{t} is not matched by `accept`, so events without a version would always be unknown: add it to `accept` or change `default`"),
+            );
+        }
+    }
+    m.finish(r);
+    Some(VersionSpec {
+        from: from?,
+        accept,
+        default: default.map(|(t, _)| t.value.trim().to_string()),
+        on_unknown: on_unknown?,
+        header: header?,
+    })
 }
 
 fn check_listeners(r: &mut Reader<'_>, listen: &[(usize, Listen, String)], admin: Option<&Admin>) {
@@ -1072,4 +1411,178 @@ fn valid_host(h: &str) -> bool {
                 && !l.ends_with('-')
                 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{path::Path, time::Duration};
+
+    use super::show;
+    use crate::config::{Config, Embedded, Mode, OnUnknown, Queue, Retry};
+
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+    fn load(src: &str) -> Config {
+        let env = |name: &str| (name == "SIGNING_SECRET").then(|| SECRET.to_string());
+        crate::config::from_str(
+            src,
+            Path::new("/etc/hookrouter/router.yaml"),
+            Path::new("/etc/hookrouter"),
+            &env,
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    const MINIMAL: &str = r#"
+listen: [{ addr: "127.0.0.1:8080" }]
+targets: { billing: { url: "http://127.0.0.1:7001/hooks" } }
+routes:
+  - { name: stripe, path: /hooks/stripe, verify: { scheme: stripe, secrets: [whsec_x] }, deliver: [{ target: billing }] }
+"#;
+
+    #[test]
+    fn async_is_the_default_and_every_new_key_has_its_default() {
+        let c = load(MINIMAL);
+        let h = |hours: u64| Duration::from_secs(hours * 3600);
+        assert_eq!(c.defaults.dedup_window, h(24));
+        assert_eq!(
+            c.queue,
+            Queue::Embedded(Embedded {
+                path: Path::new("/etc/hookrouter").join("./data"),
+                retention: h(72),
+                dead_retention: h(14 * 24),
+                max_size: 10 << 30,
+            })
+        );
+        let t = &c.targets["billing"];
+        assert_eq!(t.max_in_flight, 32);
+        assert_eq!(t.retry, Retry::default());
+        assert_eq!(t.sign, None);
+        let r = &c.routes[0];
+        assert_eq!(r.mode, Mode::Async);
+        assert!(r.version.is_none());
+        assert_eq!(r.dedup_window, h(24));
+        assert!(r.deliver[0].events.is_empty() && r.deliver[0].versions.is_empty());
+    }
+
+    #[test]
+    fn every_new_key_is_read() {
+        let c = load(
+            r#"
+listen: [{ addr: "127.0.0.1:8080" }]
+defaults: { dedup_window: 1h }
+queue: { embedded: { path: /var/lib/hookrouter, retention: 2d, dead_retention: 1d, max_size: 2GiB } }
+targets:
+  billing:
+    url: "http://127.0.0.1:7001/hooks"
+    max_in_flight: 4
+    retry: { max_attempts: 3, initial: 2s, max_delay: 1m, max_age: 6h }
+    sign: { scheme: standard-webhooks, secret: "${env:SIGNING_SECRET}" }
+  audit: { url: "http://127.0.0.1:7002/hooks", retry: { max_delay: 5s } }
+routes:
+  - name: stripe
+    path: /hooks/stripe
+    mode: async
+    dedup_window: 0s
+    verify: { scheme: stripe, secrets: [whsec_x] }
+    version: { from: "body:/api_version", accept: ["2024-*", "2025-01-01"], default: "2024-06-20", on_unknown: deliver, header: Stripe-Version }
+    deliver:
+      - { target: billing, events: ["invoice.*", " customer.created "], versions: ["2024-*"] }
+      - { target: audit }
+  - { name: other, path: /hooks/other, verify: { scheme: stripe, secrets: [whsec_x] }, deliver: [{ target: audit }] }
+"#,
+        );
+        assert_eq!(c.defaults.dedup_window, Duration::from_secs(3600));
+        assert_eq!(
+            c.queue,
+            Queue::Embedded(Embedded {
+                path: "/var/lib/hookrouter".into(),
+                retention: Duration::from_secs(2 * 86_400),
+                dead_retention: Duration::from_secs(86_400),
+                max_size: 2 << 30,
+            })
+        );
+        let t = &c.targets["billing"];
+        assert_eq!(t.max_in_flight, 4);
+        assert_eq!(
+            t.retry,
+            Retry {
+                max_attempts: 3,
+                initial: Duration::from_secs(2),
+                max_delay: Duration::from_secs(60),
+                max_age: Duration::from_secs(6 * 3600),
+            }
+        );
+        assert_eq!(
+            t.sign.as_ref().map(|s| s.secret.expose()),
+            Some(SECRET),
+            "the secret is kept as written, after the reference"
+        );
+        let audit = &c.targets["audit"].retry;
+        assert_eq!(audit.max_delay, Duration::from_secs(5));
+        assert_eq!(audit.initial, Retry::default().initial);
+
+        let r = &c.routes[0];
+        assert_eq!(r.mode, Mode::Async);
+        assert_eq!(r.dedup_window, Duration::ZERO);
+        let v = r.version.as_ref().expect("the version block");
+        assert_eq!(v.from, crate::event::Source::Body("/api_version".into()));
+        assert_eq!(v.accept, ["2024-*", "2025-01-01"]);
+        assert_eq!(v.default.as_deref(), Some("2024-06-20"));
+        assert_eq!(v.on_unknown, OnUnknown::Deliver);
+        assert_eq!(v.header.as_str(), "stripe-version");
+        assert_eq!(r.deliver[0].target, "billing");
+        assert_eq!(r.deliver[0].events, ["invoice.*", "customer.created"]);
+        assert_eq!(r.deliver[0].versions, ["2024-*"]);
+        assert_eq!(r.deliver[1].target, "audit");
+        assert!(r.deliver[1].events.is_empty() && r.deliver[1].versions.is_empty());
+        // A route without its own window takes `defaults.dedup_window`.
+        assert_eq!(c.routes[1].dedup_window, Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn a_version_block_defaults_to_reject_and_webhook_version() {
+        let c = load(&MINIMAL.replace(
+            "deliver:",
+            r#"version: { from: "header:Stripe-Version" }, deliver:"#,
+        ));
+        let v = c.routes[0].version.as_ref().expect("the version block");
+        assert_eq!(
+            v.from,
+            crate::event::Source::Header(http::HeaderName::from_static("stripe-version"))
+        );
+        assert!(v.accept.is_empty() && v.default.is_none());
+        assert_eq!(v.on_unknown, OnUnknown::Reject);
+        assert_eq!(v.header.as_str(), "webhook-version");
+    }
+
+    #[test]
+    fn sign_errors_never_show_the_secret() {
+        for secret in [
+            "whsec_not*base64!",
+            "whpk_c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LTE=",
+        ] {
+            let src = MINIMAL.replace(
+                r#"url: "http://127.0.0.1:7001/hooks" }"#,
+                &format!(
+                    r#"url: "http://127.0.0.1:7001/hooks", sign: {{ scheme: standard-webhooks, secret: "{secret}" }} }}"#
+                ),
+            );
+            let err = crate::config::from_str(&src, Path::new("r.yaml"), Path::new(""), &|_| None)
+                .expect_err("an invalid signing secret")
+                .to_string();
+            assert!(err.contains("targets.billing.sign.secret: "), "{err}");
+            assert!(!err.contains(&secret[6..]), "{err}");
+        }
+    }
+
+    #[test]
+    fn durations_are_shown_as_written() {
+        assert_eq!(show(Duration::from_secs(5)), "`5s`");
+        assert_eq!(show(Duration::from_secs(90)), "`1m30s`");
+        assert_eq!(show(Duration::from_secs(36_000)), "`10h`");
+        assert_eq!(show(Duration::from_secs(86_400 + 1)), "`1d1s`");
+        assert_eq!(show(Duration::from_millis(1500)), "`1s500ms`");
+        assert_eq!(show(Duration::ZERO), "`0ms`");
+    }
 }

@@ -529,7 +529,13 @@ impl<'e> Reader<'e> {
     /// A file path; relative paths are taken from the config file's folder.
     pub(crate) fn file_path(&mut self, node: &Node<'_>, path: &str) -> Option<PathBuf> {
         let t = self.non_empty(node, path, "a file path")?;
-        Some(self.base_dir.join(t.value.trim()))
+        Some(self.relative(t.value.trim()))
+    }
+
+    /// `path` taken from the config file's folder when relative (for built-in default paths,
+    /// so that leaving a path out means the same as writing its default).
+    pub(crate) fn relative(&self, path: &str) -> PathBuf {
+        self.base_dir.join(path)
     }
 }
 
