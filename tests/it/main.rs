@@ -4,8 +4,12 @@
 
 mod support;
 
+/// Admin API and the `dlq` / `events` commands: token, listings, replay.
+mod admin_api;
 /// Client address and allowlists.
 mod allowlist;
+/// Crash safety: repeated SIGKILL under load loses no acknowledged event.
+mod crash;
 /// Async mode: durable fan-out, retries, dead letters, dedup, versions, signing, resume.
 mod deliver;
 /// Sync forwarding: relay, failures, limits, paths.
