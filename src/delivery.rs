@@ -336,6 +336,8 @@ async fn attempt(engine: Arc<Engine>, w: Arc<Worker>, target: Arc<Target>, mut j
         route = %event.route,
         target_name = %w.name,
         event_id = %event.id,
+        event_type = event.kind.as_deref(),
+        version = event.version.as_deref(),
         attempt = n,
         status,
         latency_ms,
@@ -397,9 +399,9 @@ impl Worker {
             _ => false,
         };
         let now = now_ms();
-        let was = st.breaker.is_open(now);
+        let was = st.breaker.is_open();
         st.breaker.record(now, healthy);
-        if st.breaker.is_open(now) && !was {
+        if st.breaker.is_open() && !was {
             tracing::warn!(target_name = %self.name, "circuit breaker open: pausing deliveries to this target");
         }
         match retry {

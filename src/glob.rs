@@ -34,8 +34,8 @@ pub(crate) fn any(patterns: &[String], text: Option<&str>) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use proptest::prelude::*;
+    use super::{any, matches};
+    use proptest::prelude::{prop_assert, proptest};
 
     #[test]
     fn literal_and_wildcards() {
@@ -83,7 +83,8 @@ mod tests {
 
         #[test]
         fn prefix_star_matches_its_extensions(p in "[a-z.]{0,10}", s in "\\PC{0,20}") {
-            prop_assert!(matches(&format!("{p}*"), &format!("{p}{s}")));
+            let (pattern, text) = (format!("{p}*"), format!("{p}{s}"));
+            prop_assert!(matches(&pattern, &text));
         }
     }
 }

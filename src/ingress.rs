@@ -187,6 +187,15 @@ async fn process(
             } else {
                 crate::event::Event::default()
             };
+            // The version check applies to both modes; sync passes the version on too.
+            if let (Some(spec), Some(v)) = (
+                &route.version,
+                version_of(route, &parts.headers, &body).map_err(fail)?,
+            ) {
+                if let Ok(v) = HeaderValue::from_str(&v) {
+                    parts.headers.insert(spec.header.clone(), v);
+                }
+            }
             let target = &snap.runtime[route_index].target;
             let response = shared
                 .forwarder

@@ -139,7 +139,7 @@ impl Breaker {
     }
 
     /// Whether the breaker holds deliveries back (open or half-open).
-    pub(crate) fn is_open(&self, _now: i64) -> bool {
+    pub(crate) fn is_open(&self) -> bool {
         self.open_until.is_some()
     }
 
@@ -157,15 +157,6 @@ impl Breaker {
         } else if self.failures >= BREAKER_THRESHOLD {
             self.open_for = BREAKER_OPEN;
             self.open_until = Some(now + self.open_for);
-        }
-    }
-
-    /// 0 closed, 1 open, 2 half-open (for metrics).
-    pub(crate) fn state_code(&self, now: i64) -> u8 {
-        match self.open_until {
-            None => 0,
-            Some(t) if now < t => 1,
-            Some(_) => 2,
         }
     }
 }
@@ -317,7 +308,7 @@ mod tests {
         // A success closes it.
         b.record(3 * BREAKER_OPEN, true);
         assert_eq!(b.gate(3 * BREAKER_OPEN, 5), Gate::Open);
-        assert_eq!(b.state_code(0), 0);
+        assert!(!b.is_open());
     }
 
     #[test]

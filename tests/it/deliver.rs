@@ -587,3 +587,31 @@ async fn a_full_store_answers_503_and_keeps_nothing_half_written() {
     );
     assert!(r.logs().contains("queue_unavailable"));
 }
+
+#[tokio::test]
+async fn sync_routes_check_versions_too() {
+    let t = Target::start(Reply::default()).await;
+    let yaml = crate::sync_config(
+        &t.url("/"),
+        r#"    version: { from: "body:/api_version", accept: ["2024-*"], on_unknown: reject }"#,
+    );
+    let r = Router::start(&yaml);
+    let ok = send_bytes(
+        &client(),
+        &r.url("/hooks/test"),
+        &[],
+        br#"{"api_version":"2024-06-20"}"#.to_vec(),
+    )
+    .await;
+    assert_eq!(ok.status, 200);
+    assert_eq!(header(&t.last(), "webhook-version"), "2024-06-20");
+    let old = send_bytes(
+        &client(),
+        &r.url("/hooks/test"),
+        &[],
+        br#"{"api_version":"2019-01-01"}"#.to_vec(),
+    )
+    .await;
+    assert_eq!(old.status, 400);
+    assert_eq!(t.count(), 1, "a refused version is not forwarded");
+}
