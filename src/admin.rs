@@ -1,5 +1,7 @@
 //! The admin listener, on its own address: `/healthz` (the process answers) and `/readyz`
-//! (listeners are open and the process is not draining). Probes need no token.
+//! (listeners are open and the process is not draining), which need no token, and the admin
+//! API under `/api/v1/` (events, dead letters, replay), which needs the bearer token (see
+//! [`api`]).
 
 use std::{
     convert::Infallible,
@@ -20,6 +22,10 @@ use hyper_util::{
 };
 use tokio::net::TcpListener;
 
+use crate::ingress::Shared;
+
+mod api;
+
 /// Admin requests are small and local; a short head deadline is plenty.
 const ADMIN_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -37,7 +43,7 @@ impl Health {
 
 /// Serves the admin endpoints until the task is aborted: it stays up while the public
 /// listeners drain, so probes see `/readyz` fail rather than a refused connection.
-pub(crate) async fn serve(socket: TcpListener, health: Arc<Health>) {
+pub(crate) async fn serve(socket: TcpListener, health: Arc<Health>, shared: Arc<Shared>) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -45,14 +51,15 @@ pub(crate) async fn serve(socket: TcpListener, health: Arc<Health>) {
         .header_read_timeout(ADMIN_HEADER_TIMEOUT);
     let builder = Arc::new(builder);
     loop {
-        let Ok((tcp, _)) = socket.accept().await else {
+        let Ok((tcp, peer)) = socket.accept().await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
         let health = health.clone();
+        let shared = shared.clone();
         let builder = builder.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |req| answer(health.clone(), req));
+            let service = service_fn(move |req| answer(health.clone(), shared.clone(), peer, req));
             let _ = builder.serve_connection(TokioIo::new(tcp), service).await;
         });
     }
@@ -60,8 +67,13 @@ pub(crate) async fn serve(socket: TcpListener, health: Arc<Health>) {
 
 async fn answer(
     health: Arc<Health>,
+    shared: Arc<Shared>,
+    peer: std::net::SocketAddr,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    if api::is_api(req.uri().path()) {
+        return Ok(api::answer(&shared, peer, req).await);
+    }
     let (status, body) = match (req.method(), req.uri().path()) {
         (&Method::GET | &Method::HEAD, "/healthz") => (StatusCode::OK, "ok\n"),
         (&Method::GET | &Method::HEAD, "/readyz") => {
@@ -76,6 +88,10 @@ async fn answer(
     };
     let mut resp = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
     *resp.status_mut() = status;
+    if status == StatusCode::METHOD_NOT_ALLOWED {
+        resp.headers_mut()
+            .insert(header::ALLOW, header::HeaderValue::from_static("GET, HEAD"));
+    }
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         header::HeaderValue::from_static("text/plain; charset=utf-8"),

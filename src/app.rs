@@ -127,7 +127,7 @@ pub async fn run(prepared: Prepared, shutdown: impl Future<Output = ()>) -> anyh
     }
     if let Some((addr, socket)) = admin_socket {
         tracing::info!(addr = %addr, "admin listening");
-        tasks.spawn(admin::serve(socket, health.clone()));
+        tasks.spawn(admin::serve(socket, health.clone(), shared.clone()));
     }
     tasks.spawn(reload::run(path, shared.clone(), stop_rx.clone()));
     if shared.delivery.is_some() {

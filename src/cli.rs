@@ -7,6 +7,9 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::verify::{Options, Request, SchemeName, Verifier};
 
+mod ops;
+pub use ops::{DlqArgs, EventsArgs, dlq, events};
+
 /// Exit code for a usage error (bad arguments, unreadable file, unusable secret).
 const EXIT_USAGE: u8 = 2;
 

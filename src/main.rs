@@ -44,6 +44,10 @@ enum Command {
     Verify(Box<hookrouter::cli::VerifyArgs>),
     /// Send a correctly signed sample event (like `stripe trigger`) and print the answer.
     Send(Box<hookrouter::cli::SendArgs>),
+    /// Dead letters of async routes: `list`, `replay` (over the running router's admin API).
+    Dlq(Box<hookrouter::cli::DlqArgs>),
+    /// Stored events of async routes: `list`, `show`, `replay` (over the admin API).
+    Events(Box<hookrouter::cli::EventsArgs>),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +55,8 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Verify(args) => hookrouter::cli::verify(&args),
         Command::Send(args) => hookrouter::cli::send(&args),
+        Command::Dlq(args) => hookrouter::cli::dlq(&args),
+        Command::Events(args) => hookrouter::cli::events(&args),
         Command::Check { config } => match app::prepare(config.clone()) {
             Ok(p) => {
                 let n = p.route_count();
