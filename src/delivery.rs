@@ -12,7 +12,7 @@
 
 use std::{
     cmp::Reverse,
-    collections::{BTreeMap, BinaryHeap, HashMap, HashSet},
+    collections::{BTreeMap, BinaryHeap, HashMap},
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -64,9 +64,10 @@ struct Worker {
 #[derive(Default)]
 struct WorkerState {
     due: BinaryHeap<Reverse<Job>>,
-    /// Events with a delivery to this target queued or in flight, so a replay of one already
-    /// waiting does not schedule it twice.
-    scheduled: HashSet<Arc<str>>,
+    /// Events with a delivery to this target queued or in flight, with the generation of the
+    /// job that is current: a replay of one already waiting pushes a newer job, and the older
+    /// one is dropped when it comes up (or not rescheduled when it finishes).
+    scheduled: HashMap<Arc<str>, u64>,
     in_flight: usize,
     breaker: Breaker,
     seq: u64,
@@ -74,6 +75,7 @@ struct WorkerState {
 
 struct Job {
     due_ms: i64,
+    /// Order among jobs due at once, and the job's generation.
     seq: u64,
     id: Arc<str>,
     pending: Pending,
@@ -213,11 +215,10 @@ impl Worker {
         let Ok(mut st) = self.state.lock() else {
             return;
         };
-        if !st.scheduled.insert(id.clone()) {
-            return;
-        }
         let event = event.filter(|_| st.due.len() < KEEP_BODIES_BELOW);
         st.seq += 1;
+        let generation = st.seq;
+        st.scheduled.insert(id.clone(), generation);
         let job = Job {
             due_ms: pending.next_ms,
             seq: st.seq,
@@ -267,6 +268,13 @@ fn next_job(w: &Worker) -> Next {
         return Next::Wait;
     }
     let now = now_ms();
+    // Drop jobs a replay has replaced.
+    while let Some(Reverse(first)) = st.due.peek() {
+        if st.scheduled.get(&first.id) == Some(&first.seq) {
+            break;
+        }
+        st.due.pop();
+    }
     let Some(Reverse(first)) = st.due.peek() else {
         return Next::Wait;
     };
@@ -376,12 +384,7 @@ impl Worker {
             return;
         };
         st.in_flight = st.in_flight.saturating_sub(1);
-        match retry {
-            Some(_) => st.due.push(Reverse(job)),
-            None => {
-                st.scheduled.remove(&job.id);
-            }
-        }
+        st.settle(job, retry.is_some());
         drop(st);
         self.wake.notify_one();
     }
@@ -404,14 +407,24 @@ impl Worker {
         if st.breaker.is_open() && !was {
             tracing::warn!(target_name = %self.name, "circuit breaker open: pausing deliveries to this target");
         }
-        match retry {
-            Some(_) => st.due.push(Reverse(job)),
-            None => {
-                st.scheduled.remove(&job.id);
-            }
-        }
+        st.settle(job, retry.is_some());
         drop(st);
         self.wake.notify_one();
+    }
+}
+
+impl WorkerState {
+    /// After an attempt: queue the job again for its retry, or forget the delivery — unless a
+    /// replay replaced the job meanwhile, in which case the newer job stands.
+    fn settle(&mut self, job: Job, again: bool) {
+        if self.scheduled.get(&job.id) != Some(&job.seq) {
+            return;
+        }
+        if again {
+            self.due.push(Reverse(job));
+        } else {
+            self.scheduled.remove(&job.id);
+        }
     }
 }
 

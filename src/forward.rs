@@ -93,10 +93,10 @@ fn outbound_request(
 ) -> Result<Request<Full<Bytes>>, Rejection> {
     let uri = target_uri(&target.url, inbound.uri.query()).ok_or(Rejection::MalformedRequest)?;
     let mut headers = passed_on_headers(inbound, origin);
-    if let Some(authority) = target.url.authority() {
-        if let Ok(v) = HeaderValue::from_str(authority.as_str()) {
-            headers.insert(HOST, v);
-        }
+    if let Some(authority) = target.url.authority()
+        && let Ok(v) = HeaderValue::from_str(authority.as_str())
+    {
+        headers.insert(HOST, v);
     }
     let mut req = Request::new(Full::new(body));
     *req.method_mut() = inbound.method.clone();
@@ -180,10 +180,10 @@ fn forwarding_headers(
         let proto = if origin.tls { "https" } else { "http" };
         headers.insert("x-forwarded-proto", HeaderValue::from_static(proto));
     }
-    if let Some(host) = original_host {
-        if !headers.contains_key("x-forwarded-host") {
-            headers.insert("x-forwarded-host", host);
-        }
+    if let Some(host) = original_host
+        && !headers.contains_key("x-forwarded-host")
+    {
+        headers.insert("x-forwarded-host", host);
     }
 }
 

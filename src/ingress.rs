@@ -116,11 +116,11 @@ pub(crate) async fn handle(
                 resp.headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
             }
-            if rejection == Rejection::MethodNotAllowed {
-                if let Some(i) = route {
-                    resp.headers_mut()
-                        .insert(header::ALLOW, snap.runtime[i].allow.clone());
-                }
+            if rejection == Rejection::MethodNotAllowed
+                && let Some(i) = route
+            {
+                resp.headers_mut()
+                    .insert(header::ALLOW, snap.runtime[i].allow.clone());
             }
             resp
         }
@@ -191,10 +191,9 @@ async fn process(
             if let (Some(spec), Some(v)) = (
                 &route.version,
                 version_of(route, &parts.headers, &body).map_err(fail)?,
-            ) {
-                if let Ok(v) = HeaderValue::from_str(&v) {
-                    parts.headers.insert(spec.header.clone(), v);
-                }
+            ) && let Ok(v) = HeaderValue::from_str(&v)
+            {
+                parts.headers.insert(spec.header.clone(), v);
             }
             let target = &snap.runtime[route_index].target;
             let response = shared
@@ -319,19 +318,19 @@ fn async_answer(status: StatusCode, body: &'static str, id: &str) -> Response<Fu
 /// The URL the provider called, for schemes that sign it: the route's `verify.url` when set,
 /// else rebuilt from the request as this listener received it.
 fn signed_url(route: &crate::config::Route, parts: &http::request::Parts, tls: bool) -> String {
-    if let Some(v) = &route.verify {
-        if let Some(url) = &v.url {
-            // Twilio signs the query it sends (e.g. `bodySHA256` on JSON deliveries): the
-            // configured origin and path, plus the query as received.
-            let query = parts
-                .uri
-                .query()
-                .filter(|_| v.scheme == crate::verify::SchemeName::Twilio && !url.contains('?'));
-            return match query {
-                Some(q) => format!("{url}?{q}"),
-                None => url.clone(),
-            };
-        }
+    if let Some(v) = &route.verify
+        && let Some(url) = &v.url
+    {
+        // Twilio signs the query it sends (e.g. `bodySHA256` on JSON deliveries): the
+        // configured origin and path, plus the query as received.
+        let query = parts
+            .uri
+            .query()
+            .filter(|_| v.scheme == crate::verify::SchemeName::Twilio && !url.contains('?'));
+        return match query {
+            Some(q) => format!("{url}?{q}"),
+            None => url.clone(),
+        };
     }
     let scheme = if tls { "https" } else { "http" };
     let host = parts

@@ -62,13 +62,12 @@ impl RouteTable {
             other_method.get_or_insert(e.index);
         }
         // When a host-specific route exists but lacks the method, a host-less one may have it.
-        if host_specific {
-            if let Some(e) = entries
+        if host_specific
+            && let Some(e) = entries
                 .iter()
                 .find(|e| e.host.is_none() && e.methods.contains(method))
-            {
-                return Lookup::Found(e.index);
-            }
+        {
+            return Lookup::Found(e.index);
         }
         match other_method {
             Some(i) => Lookup::MethodNotAllowed(i),

@@ -219,16 +219,16 @@ async fn handle(
                 })
                 .await
                 .map_err(queue_error)?;
-            if n == 0 {
-                if let Some(id) = &event {
-                    let known = queue.event(id).await.map_err(queue_error)?.is_some();
-                    let why = if known {
-                        format!("event `{id}` has no dead letters matching the selection")
-                    } else {
-                        format!("no event `{id}`")
-                    };
-                    return Err(error(StatusCode::NOT_FOUND, &why));
-                }
+            if n == 0
+                && let Some(id) = &event
+            {
+                let known = queue.event(id).await.map_err(queue_error)?.is_some();
+                let why = if known {
+                    format!("event `{id}` has no dead letters matching the selection")
+                } else {
+                    format!("no event `{id}`")
+                };
+                return Err(error(StatusCode::NOT_FOUND, &why));
             }
             tracing::info!(
                 peer = %peer.ip().to_canonical(),

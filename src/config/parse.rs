@@ -58,12 +58,11 @@ const DEFAULT_SERVER: Server = Server {
 pub(crate) fn config(r: &mut Reader<'_>, root: &Node<'_>, source: PathBuf) -> Option<Config> {
     let mut m = r.map(root, "")?;
 
-    if let Some(n) = m.get("version") {
-        if let Some(v) = r.integer(n, "version", 0..=u64::MAX) {
-            if v != FORMAT_VERSION {
-                r.error(n, "version", format!("config format version {v} is not supported: this build reads `version: {FORMAT_VERSION}`"));
-            }
-        }
+    if let Some(n) = m.get("version")
+        && let Some(v) = r.integer(n, "version", 0..=u64::MAX)
+        && v != FORMAT_VERSION
+    {
+        r.error(n, "version", format!("config format version {v} is not supported: this build reads `version: {FORMAT_VERSION}`"));
     }
 
     let listen = match m.get("listen") {
@@ -342,10 +341,10 @@ fn server(r: &mut Reader<'_>, node: &Node<'_>, path: &str) -> Server {
             }
         }
     }
-    if let Some(n) = m.get("max_connections") {
-        if let Some(v) = r.integer(n, &m.path("max_connections"), 1..=1_000_000) {
-            s.max_connections = v as usize;
-        }
+    if let Some(n) = m.get("max_connections")
+        && let Some(v) = r.integer(n, &m.path("max_connections"), 1..=1_000_000)
+    {
+        s.max_connections = v as usize;
     }
     if let Some(n) = m.get("max_header_bytes") {
         let p = m.path("max_header_bytes");
@@ -513,10 +512,10 @@ fn retry(r: &mut Reader<'_>, node: &Node<'_>, path: &str) -> Option<Retry> {
     let mut out = Retry::default();
     let mut m = r.map(node, path)?;
     let errors = r.errors.len();
-    if let Some(n) = m.get("max_attempts") {
-        if let Some(v) = r.integer(n, &m.path("max_attempts"), 1..=MAX_ATTEMPTS) {
-            out.max_attempts = v as u32;
-        }
+    if let Some(n) = m.get("max_attempts")
+        && let Some(v) = r.integer(n, &m.path("max_attempts"), 1..=MAX_ATTEMPTS)
+    {
+        out.max_attempts = v as u32;
     }
     // Each duration that is set, with where it is, for the `max_delay` ≥ `initial` check.
     fn read(
@@ -791,18 +790,18 @@ fn route(
             Vec::new()
         }
     };
-    if mode == Some(Mode::Sync) {
-        if let Some(n) = m.get("deliver") {
-            let p = m.path("deliver");
-            if deliver.len() > 1 {
-                r.error(n, &p, "`mode: sync` forwards to exactly one target and relays its answer: keep one `deliver` entry");
-            }
-            if deliver.iter().any(|d| !d.events.is_empty()) {
-                r.error(n, &p, "`events` filters do not apply to `mode: sync` (every request is forwarded): remove `events`");
-            }
-            if deliver.iter().any(|d| !d.versions.is_empty()) {
-                r.error(n, &p, "`versions` filters do not apply to `mode: sync` (every request is forwarded): remove `versions`");
-            }
+    if mode == Some(Mode::Sync)
+        && let Some(n) = m.get("deliver")
+    {
+        let p = m.path("deliver");
+        if deliver.len() > 1 {
+            r.error(n, &p, "`mode: sync` forwards to exactly one target and relays its answer: keep one `deliver` entry");
+        }
+        if deliver.iter().any(|d| !d.events.is_empty()) {
+            r.error(n, &p, "`events` filters do not apply to `mode: sync` (every request is forwarded): remove `events`");
+        }
+        if deliver.iter().any(|d| !d.versions.is_empty()) {
+            r.error(n, &p, "`versions` filters do not apply to `mode: sync` (every request is forwarded): remove `versions`");
         }
     }
     m.finish(r);
@@ -925,31 +924,31 @@ fn verify(r: &mut Reader<'_>, node: &Node<'_>, path: &str, defaults: &Defaults) 
     // Secrets are checked against the scheme (encodings, key types) here, so `check` reports
     // them; the message never contains the secret.
     let raw: Vec<&str> = secrets.iter().map(|(s, _, _)| s.expose()).collect();
-    if !raw.is_empty() {
-        if let Err(bad) = crate::verify::Verifier::new(scheme, &raw, tolerance, &options) {
-            for o in &bad.options {
-                // Options are named by field; `generic` is the group of generic-hmac keys.
-                let key = if o.option == "generic" {
-                    "algorithm"
-                } else {
-                    o.option
-                };
-                r.error_at(None, &format!("{path}.{key}"), o.message.clone());
-            }
-            for b in bad.secrets {
-                let (loc, p) = secrets
-                    .get(b.index)
-                    .map_or((None, format!("{path}.secrets")), |(_, l, p)| {
-                        (*l, p.clone())
-                    });
-                r.error_at(
-                    loc,
-                    &p,
-                    format!("this {} secret {}", scheme.name(), b.message),
-                );
-            }
-            return None;
+    if !raw.is_empty()
+        && let Err(bad) = crate::verify::Verifier::new(scheme, &raw, tolerance, &options)
+    {
+        for o in &bad.options {
+            // Options are named by field; `generic` is the group of generic-hmac keys.
+            let key = if o.option == "generic" {
+                "algorithm"
+            } else {
+                o.option
+            };
+            r.error_at(None, &format!("{path}.{key}"), o.message.clone());
         }
+        for b in bad.secrets {
+            let (loc, p) = secrets
+                .get(b.index)
+                .map_or((None, format!("{path}.secrets")), |(_, l, p)| {
+                    (*l, p.clone())
+                });
+            r.error_at(
+                loc,
+                &p,
+                format!("this {} secret {}", scheme.name(), b.message),
+            );
+        }
+        return None;
     }
     Some(Verify {
         scheme,
@@ -1317,14 +1316,14 @@ fn check_listeners(r: &mut Reader<'_>, listen: &[(usize, Listen, String)], admin
             seen.insert(l.addr, *i);
         }
     }
-    if let Some(a) = admin {
-        if let Some(i) = seen.get(&a.addr) {
-            r.error_at(
+    if let Some(a) = admin
+        && let Some(i) = seen.get(&a.addr)
+    {
+        r.error_at(
                 None,
                 "admin.addr",
                 format!("the admin address is also used by listen[{i}]: the admin listener needs its own address"),
             );
-        }
     }
 }
 

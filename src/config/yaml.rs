@@ -419,10 +419,10 @@ impl<'e> Reader<'e> {
 
     /// A size in bytes: `65536`, `256KiB`, `1MiB`, `1GiB` (`KB`/`MB`/`GB` are powers of 1000).
     pub(crate) fn size(&mut self, node: &Node<'_>, path: &str) -> Option<u64> {
-        if let YamlData::Value(Scalar::Integer(i)) = &node.data {
-            if let Ok(v) = u64::try_from(*i) {
-                return Some(v);
-            }
+        if let YamlData::Value(Scalar::Integer(i)) = &node.data
+            && let Ok(v) = u64::try_from(*i)
+        {
+            return Some(v);
         }
         let t = self.text(node, path)?;
         match parse_size(t.value.trim()) {

@@ -184,14 +184,14 @@ mod tests {
     fn statuses_are_classified() {
         for s in [200u16, 201, 202, 204, 299] {
             assert_eq!(
-                classify(StatusCode::from_u16(s).unwrap(), None),
+                classify(StatusCode::from_u16(s).expect("status"), None),
                 Verdict::Delivered
             );
         }
         for s in [408u16, 429, 500, 502, 503, 504, 599] {
             assert!(
                 matches!(
-                    classify(StatusCode::from_u16(s).unwrap(), None),
+                    classify(StatusCode::from_u16(s).expect("status"), None),
                     Verdict::Retry(_)
                 ),
                 "{s}"
@@ -199,7 +199,7 @@ mod tests {
         }
         for s in [301u16, 302, 400, 401, 403, 404, 410, 413, 422] {
             assert_eq!(
-                classify(StatusCode::from_u16(s).unwrap(), None),
+                classify(StatusCode::from_u16(s).expect("status"), None),
                 Verdict::Dead,
                 "{s}"
             );
@@ -223,7 +223,7 @@ mod tests {
             for _ in 0..200 {
                 let (state, next, _) = next_state(&p, &pending(0), k, 1_000, &Verdict::Retry(None));
                 assert_eq!(state, DeliveryState::Pending);
-                let delay = u128::try_from(next - 1_000).unwrap();
+                let delay = u128::try_from(next - 1_000).expect("not negative");
                 assert!(delay <= ceiling(&p, k).as_millis(), "k={k} delay={delay}");
             }
         }
@@ -282,7 +282,8 @@ mod tests {
         let past = HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT");
         assert_eq!(parse_retry_after(&past), Some(Duration::ZERO));
         let future = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(120));
-        let d = parse_retry_after(&HeaderValue::from_str(&future).unwrap()).unwrap();
+        let d =
+            parse_retry_after(&HeaderValue::from_str(&future).expect("header")).expect("parses");
         assert!(
             d > Duration::from_secs(100) && d <= Duration::from_secs(120),
             "{d:?}"

@@ -519,10 +519,10 @@ fn append(tx: &Transaction<'_>, e: &NewEvent) -> rusqlite::Result<Appended> {
             .prepare_cached("SELECT event_id, expires_ms FROM dedup WHERE route = ?1 AND key = ?2")?
             .query_row(params![e.route, key], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
-        if let Some((id, expires)) = seen {
-            if expires > e.received_ms {
-                return Ok(Appended::Duplicate { id });
-            }
+        if let Some((id, expires)) = seen
+            && expires > e.received_ms
+        {
+            return Ok(Appended::Duplicate { id });
         }
         tx.prepare_cached(
             "INSERT OR REPLACE INTO dedup (route, key, event_id, expires_ms) VALUES (?1, ?2, ?3, ?4)",

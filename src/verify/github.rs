@@ -167,11 +167,10 @@ mod tests {
             let mut sig = SIG.as_bytes().to_vec();
             let si = 7 + i % (SIG.len() - 7);
             sig[si] ^= flip;
-            if let Ok(s) = String::from_utf8(sig) {
-                if http::HeaderValue::from_str(&s).is_ok() {
+            if let Ok(s) = String::from_utf8(sig)
+                && http::HeaderValue::from_str(&s).is_ok() {
                     prop_assert!(check(&[("x-hub-signature-256", &s)], BODY, false).is_err());
                 }
-            }
         }
 
         #[test]

@@ -195,10 +195,10 @@ mod tests {
 
     fn run(tokens: &[&str], sig: Option<&[u8]>, url: &str, body: &[u8]) -> Result<(), Failure> {
         let mut headers = HeaderMap::new();
-        if let Some(v) = sig {
-            if let Ok(v) = HeaderValue::from_bytes(v) {
-                headers.insert(HEADER, v);
-            }
+        if let Some(v) = sig
+            && let Ok(v) = HeaderValue::from_bytes(v)
+        {
+            headers.insert(HEADER, v);
         }
         let req = Request {
             url,

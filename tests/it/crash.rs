@@ -64,7 +64,7 @@ routes:
                 let mut i = base;
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     i += 1;
-                    let is_even = i % 2 == 0;
+                    let is_even = i.is_multiple_of(2);
                     let kind = if is_even {
                         "even.created"
                     } else {
@@ -78,7 +78,7 @@ routes:
                     .await;
                     match req {
                         Ok(Some((202, id))) => {
-                            acked.lock().unwrap().insert(id, is_even);
+                            acked.lock().expect("test setup").insert(id, is_even);
                         }
                         Ok(Some((200, _))) => panic!("no event is sent twice here"),
                         // 503 while the store is busy, or the connection died with the router.
@@ -98,12 +98,12 @@ routes:
         router.kill_hard();
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         for s in senders {
-            s.await.unwrap();
+            s.await.expect("test setup");
         }
         router.restart();
     }
     flaky.set_reply(Reply::default());
-    let acked = acked.lock().unwrap().clone();
+    let acked = acked.lock().expect("test setup").clone();
     assert!(
         acked.len() >= 1000,
         "too few events acknowledged: {}",
@@ -114,7 +114,7 @@ routes:
         t.all()
             .iter()
             .filter_map(|s| s.headers.get("hookrouter-event-id"))
-            .map(|v| v.to_str().unwrap().to_string())
+            .map(|v| v.to_str().expect("test setup").to_string())
             .collect()
     };
     let complete = || {
@@ -147,7 +147,7 @@ routes:
     for s in all.all().into_iter().chain(flaky.all()) {
         let id = s.headers["hookrouter-event-id"]
             .to_str()
-            .unwrap()
+            .expect("test setup")
             .to_string();
         if let Some(prev) = body_of.insert(id.clone(), s.body.clone()) {
             assert_eq!(prev, s.body, "event {id} delivered with another body");

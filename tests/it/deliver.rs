@@ -74,7 +74,7 @@ async fn fans_out_to_every_matching_target_with_the_raw_body_and_router_headers(
     assert_eq!(a.status, 202, "{:?}", a.body);
     let id = a.headers["hookrouter-event-id"]
         .to_str()
-        .unwrap()
+        .expect("test setup")
         .to_string();
     let b = post_event(
         &r,
@@ -120,7 +120,9 @@ async fn fans_out_to_every_matching_target_with_the_raw_body_and_router_headers(
     assert!(audit_ids.contains(&id), "{audit_ids:?}");
     assert_eq!(
         header(&crm.last(), "hookrouter-event-id"),
-        b.headers["hookrouter-event-id"].to_str().unwrap()
+        b.headers["hookrouter-event-id"]
+            .to_str()
+            .expect("test setup")
     );
     assert!(
         r.logs().contains("outcome=\"accepted\"") || r.logs().contains("outcome=accepted"),
@@ -378,7 +380,7 @@ async fn concurrent_duplicates_store_one_event() {
     }
     let mut statuses = Vec::new();
     for task in tasks {
-        statuses.push(task.await.unwrap());
+        statuses.push(task.await.expect("test setup"));
     }
     assert_eq!(
         statuses.iter().filter(|s| **s == 202).count(),
@@ -488,7 +490,7 @@ async fn signed_deliveries_verify_with_the_standard_webhooks_scheme() {
     .expect("verifier");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
+        .expect("test setup")
         .as_secs() as i64;
     let req = hookrouter::verify::Request {
         url: "",
@@ -536,7 +538,7 @@ async fn pending_deliveries_resume_after_a_crash_with_their_attempt_count() {
     assert!(eventually(WAIT, || t.count() == before + 1).await);
     let last = header(&t.last(), "hookrouter-attempt")
         .parse::<usize>()
-        .unwrap();
+        .expect("test setup");
     assert!(last >= 2, "attempt count carried over the restart: {last}");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(t.count(), before + 1, "delivered once after the restart");
