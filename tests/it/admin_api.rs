@@ -734,3 +734,42 @@ async fn cli_connection_and_usage_problems() {
     assert_eq!(o.status.code(), Some(2));
     assert_eq!(target.count(), 1, "no usage error replays anything");
 }
+
+/// A replay of a delivery that is waiting for a far-off retry runs now, with a fresh budget.
+#[tokio::test(flavor = "multi_thread")]
+async fn replaying_a_waiting_delivery_runs_it_now() {
+    let target = Target::start(Reply {
+        status: 500,
+        ..Reply::default()
+    })
+    .await;
+    let yaml = with_token(&target.url("/t")).replace(
+        "retry: { max_attempts: 2, initial: 50ms, max_delay: 100ms }",
+        "retry: { max_attempts: 3, initial: 10m, max_delay: 10m }",
+    );
+    let r = Router::start(&yaml);
+    let id = post_event(&r, 1).await;
+    assert!(eventually(WAIT, || target.count() == 1).await);
+    // The retry is minutes away; the target now works.
+    target.set_reply(Reply::default());
+    let a = api(
+        &r,
+        "POST",
+        &format!("/api/v1/events/{id}/replay"),
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    assert!(
+        eventually(Duration::from_secs(3), || target.count() == 2).await,
+        "the replay did not run; log:\n{}",
+        r.logs()
+    );
+    wait_state(&r, &id, "delivered").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        target.count(),
+        2,
+        "the superseded retry does not run as well"
+    );
+}
