@@ -124,6 +124,8 @@ pub(crate) struct Embedded {
     page_size: u64,
     /// Held for the store's lifetime: the lock that keeps other processes out.
     _lock: File,
+    /// Dropped with the store: tells the checkpoint thread to stop.
+    _checkpointer: mpsc::Sender<()>,
 }
 
 impl Embedded {
@@ -154,6 +156,16 @@ impl Embedded {
         .with_context(|| format!("cannot open the queue database {}", db.display()))?;
         reader.busy_timeout(std::time::Duration::from_secs(5))?;
         let (tx, rx) = mpsc::channel();
+        let (stop_tx, stop_rx) = mpsc::channel();
+        let checkpoint_conn = Connection::open(&db)
+            .with_context(|| format!("cannot open the queue database {}", db.display()))?;
+        thread::Builder::new()
+            .name("queue-checkpoint".into())
+            .spawn({
+                let wal = dir.join(format!("{DB_FILE}-wal"));
+                move || checkpointer(checkpoint_conn, wal, stop_rx)
+            })
+            .context("cannot start the queue checkpoint thread")?;
         thread::Builder::new()
             .name("queue-writer".into())
             .spawn(move || writer(conn, rx))
@@ -165,6 +177,7 @@ impl Embedded {
             settings: settings.clone(),
             page_size,
             _lock: lock,
+            _checkpointer: stop_tx,
         })
     }
 
@@ -363,6 +376,34 @@ fn unavailable(e: rusqlite::Error) -> QueueError {
     QueueError::Unavailable(e.to_string())
 }
 
+/// How often the checkpoint thread copies the journal into the database.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// The journal size past which a checkpoint may briefly hold the writer to start it over.
+const WAL_RESTART_BYTES: u64 = 32 << 20;
+
+/// Copies committed journal pages into the database file on its own connection, so commits
+/// do not wait for checkpoints (the writer connection's automatic ones are off). A passive
+/// checkpoint neither blocks nor waits for the writer. Under continuous writes the journal
+/// would never be fully copied and so never start over: once it passes
+/// [`WAL_RESTART_BYTES`], a restarting checkpoint waits for the writer's current commit,
+/// copies the rest and lets the next commit start the journal from its beginning, keeping its
+/// size bounded.
+fn checkpointer(conn: Connection, wal: PathBuf, stop: mpsc::Receiver<()>) {
+    let _ = conn.busy_timeout(std::time::Duration::from_secs(5));
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY) {
+        let big = std::fs::metadata(&wal).is_ok_and(|m| m.len() > WAL_RESTART_BYTES);
+        let sql = if big {
+            "PRAGMA wal_checkpoint(RESTART)"
+        } else {
+            "PRAGMA wal_checkpoint(PASSIVE)"
+        };
+        if let Err(e) = conn.query_row(sql, [], |_| Ok(())) {
+            tracing::debug!(error = %e, "queue checkpoint skipped");
+        }
+    }
+}
+
 /// Pragmas and schema; returns the page size.
 fn setup(conn: &mut Connection, settings: &config::Embedded) -> anyhow::Result<u64> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
@@ -372,7 +413,8 @@ fn setup(conn: &mut Connection, settings: &config::Embedded) -> anyhow::Result<u
     }
     conn.execute_batch(
         "PRAGMA synchronous = FULL;
-         PRAGMA journal_size_limit = 67108864;",
+         PRAGMA journal_size_limit = 67108864;
+         PRAGMA wal_autocheckpoint = 0;",
     )?;
     let page_size = unsigned(conn.query_row("PRAGMA page_size", [], |r| r.get(0))?);
     let max_pages = (settings.max_size / page_size.max(512)).max(64);
