@@ -180,7 +180,8 @@ async fn open_queue(config: &config::Config) -> anyhow::Result<Option<Arc<Engine
     Ok(Some(engine))
 }
 
-/// Applies retention every minute (and once at start).
+/// Applies retention once at start, then every minute (more often when retention itself is
+/// shorter, so a short retention is kept closely).
 async fn retention(shared: Arc<Shared>) {
     let Some(engine) = shared.delivery.clone() else {
         return;
@@ -198,11 +199,16 @@ async fn retention(shared: Arc<Shared>) {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "retention pass failed"),
         }
-        tokio::time::sleep(RETENTION_INTERVAL).await;
+        let every = match &snap.config.queue {
+            config::Queue::Embedded(e) => (e.retention.min(e.dead_retention) / 4)
+                .clamp(std::time::Duration::from_millis(250), RETENTION_INTERVAL),
+            config::Queue::Nats { .. } => RETENTION_INTERVAL,
+        };
+        tokio::time::sleep(every).await;
     }
 }
 
-/// How often retention runs.
+/// How often retention runs at most.
 const RETENTION_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The async runtime. On one CPU (a container limit or `taskset`), a single-threaded runtime

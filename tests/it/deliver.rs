@@ -617,3 +617,147 @@ async fn sync_routes_check_versions_too() {
     assert_eq!(old.status, 400);
     assert_eq!(t.count(), 1, "a refused version is not forwarded");
 }
+
+#[tokio::test]
+async fn retention_removes_finished_events_and_keeps_pending_ones() {
+    let ok = Target::start(Reply::default()).await;
+    let failing = Target::start(Reply {
+        status: 500,
+        ..Reply::default()
+    })
+    .await;
+    let yaml = head(&format!(
+        "  ok: {{ url: \"{}\" }}\n  failing: {{ url: \"{}\", retry: {{ max_attempts: 100, initial: 10s, max_delay: 10s, max_age: 1h }} }}",
+        ok.url("/"),
+        failing.url("/")
+    ))
+    .replace(
+        "queue: { embedded: { path: \"{dir}/data\" } }",
+        "queue: { embedded: { path: \"{dir}/data\", retention: 1s, dead_retention: 1s } }",
+    ) + r#"routes:
+  - name: done
+    path: /done
+    deliver: [ { target: ok } ]
+  - name: waiting
+    path: /waiting
+    deliver: [ { target: failing } ]
+"#;
+    let r = Router::start(&yaml);
+    let done = post_event(&r, "/done", json_event("x", "e1")).await;
+    let done_id = done.headers["hookrouter-event-id"]
+        .to_str()
+        .expect("id")
+        .to_string();
+    let waiting = post_event(&r, "/waiting", json_event("x", "e2")).await;
+    let waiting_id = waiting.headers["hookrouter-event-id"]
+        .to_str()
+        .expect("id")
+        .to_string();
+    assert!(eventually(WAIT, || ok.count() == 1 && failing.count() == 1).await);
+
+    let get = |path: String| {
+        let url = format!("http://127.0.0.1:{}{path}", r.admin_port);
+        async move {
+            crate::support::send(
+                &client(),
+                "GET",
+                &url,
+                &[("authorization", "Bearer test-token")],
+                b"",
+            )
+            .await
+        }
+    };
+    let stats: serde_json::Value =
+        serde_json::from_slice(&get("/api/v1/queue".into()).await.body).expect("json");
+    assert!(
+        stats["disk_bytes"].as_u64().expect("disk_bytes") > 0,
+        "{stats}"
+    );
+    assert_eq!(stats["max_bytes"].as_u64(), Some(10 << 30), "{stats}");
+
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let status = get(format!("/api/v1/events/{done_id}")).await.status;
+        if status == 404 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "delivered event still kept; log:\n{}",
+            r.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The pending one stays, however old.
+    assert_eq!(
+        get(format!("/api/v1/events/{waiting_id}")).await.status,
+        200
+    );
+    assert!(r.logs().contains("retention removed old events"));
+}
+
+/// Unmounts a test filesystem when dropped.
+struct Mount(std::path::PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// A real filesystem that runs out of space (a 3 MiB tmpfs mounted for the test; the test
+/// machines run as root): every write past that fails with ENOSPC.
+#[tokio::test]
+async fn a_full_disk_answers_503_and_never_202() {
+    let t = Target::start(Reply::default()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).expect("mkdir");
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=3m", "tmpfs"])
+        .arg(&data)
+        .status()
+        .expect("run mount");
+    assert!(
+        mounted.success(),
+        "this test mounts a small tmpfs and needs root"
+    );
+    let _mount = Mount(data.clone());
+    let yaml = head(&format!("  t: {{ url: \"{}\" }}", t.url("/")))
+        + r#"routes:
+  - name: r
+    path: /in
+    max_body: 1MiB
+    deliver: [ { target: t } ]
+"#;
+    let r = Router::start_in(dir, &yaml);
+    let mut accepted = 0;
+    let mut refused = 0;
+    for i in 0..120u32 {
+        let mut body = format!("{{\"n\":{i},\"pad\":\"").into_bytes();
+        body.extend(std::iter::repeat_n(b'y', 48 << 10));
+        body.extend_from_slice(b"\"}");
+        let a = post_event(&r, "/in", body).await;
+        match a.status {
+            202 => accepted += 1,
+            503 => {
+                refused += 1;
+                assert_eq!(a.headers["retry-after"], "30");
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(
+        refused > 0,
+        "the disk should have filled up ({accepted} accepted)"
+    );
+    assert!(accepted > 0);
+    assert!(
+        eventually(WAIT, || t.count() >= accepted).await,
+        "{} of {accepted}",
+        t.count()
+    );
+    assert!(r.logs().contains("queue write failed"), "{}", r.logs());
+    let _ = r;
+}
