@@ -33,9 +33,15 @@ req = urllib.request.Request("http://127.0.0.1:8080/hooks/demo", data=body,
                              headers={"content-type": "application/json"}, method="POST")
 with urllib.request.urlopen(req, timeout=5) as resp:
     print(f"demo: router answered {resp.status}: {resp.read().decode().strip()}")
+body = json.dumps({"id": "evt_demo_2", "type": "demo.stored", "data": {"hello": "queue"}}).encode()
+req = urllib.request.Request("http://127.0.0.1:8080/hooks/demo-async", data=body,
+                             headers={"content-type": "application/json"}, method="POST")
+with urllib.request.urlopen(req, timeout=5) as resp:
+    print(f"demo: async route answered {resp.status} (stored; event {resp.headers['Hookrouter-Event-Id']}), delivery follows")
 PY
 echo
 echo "demo: running. Send your own with:"
 echo "  curl -X POST http://127.0.0.1:8080/hooks/demo -H 'content-type: application/json' -d '{\"type\":\"hello\"}'"
+echo "  curl -X POST http://127.0.0.1:8080/hooks/demo-async -H 'content-type: application/json' -d '{\"id\":\"evt_1\",\"type\":\"demo.hello\"}'"
 echo "demo: Ctrl-C stops both."
 wait
