@@ -173,3 +173,129 @@ async fn official_sdks_sign_into_the_router_and_verify_what_it_forwards() {
     );
     assert!(out.contains("verified 10 forwarded requests"), "{out}");
 }
+
+/// The same SDKs against async routes: what the router stores and delivers later still
+/// verifies with the providers' SDKs, and the router's own `sign` signature verifies with the
+/// official Standard Webhooks libraries (Python and npm).
+#[tokio::test(flavor = "multi_thread")]
+async fn official_sdks_verify_async_deliveries_and_the_routers_own_signature() {
+    let app = Target::start(Reply::default()).await;
+    let signed = Target::start(Reply::default()).await;
+    let route = |name: &str, scheme: &str, env: &str| {
+        format!(
+            "  - {{ name: {name}, path: /hooks/{name}, dedup_window: 0s, verify: {{ scheme: {scheme}, secrets: [\"${{env:{env}}}\"] }}, deliver: [ {{ target: app }} ] }}\n"
+        )
+    };
+    let yaml = format!(
+        "listen: [ {{ addr: \"127.0.0.1:{{port}}\" }} ]\nadmin: {{ addr: \"127.0.0.1:{{admin}}\" }}\nqueue: {{ embedded: {{ path: \"{{dir}}/data\" }} }}\ntargets:\n  app: {{ url: \"{}\" }}\n  signer: {{ url: \"{}\", sign: {{ scheme: standard-webhooks, secret: \"${{env:S3}}\" }} }}\nroutes:\n{}{}{}{}{}  - {{ name: internal, path: /internal, deliver: [ {{ target: signer }} ] }}\n",
+        app.url("/in"),
+        signed.url("/in"),
+        route("stripe", "stripe", "S1"),
+        route("svix", "svix", "S2"),
+        route("standard", "standard-webhooks", "S3"),
+        route("github", "github", "S4"),
+        route("slack", "slack", "S5"),
+    );
+    let env = [
+        ("S1", STRIPE_SECRET.to_string()),
+        ("S2", SVIX_SECRET.to_string()),
+        ("S3", STANDARD_SECRET.to_string()),
+        ("S4", GITHUB_SECRET.to_string()),
+        ("S5", SLACK_SECRET.to_string()),
+    ];
+    let router = Router::start_with_env(tempfile::tempdir().expect("tempdir"), &yaml, &env);
+
+    let (ok_py, py) = run(&python(), "sdk.py", "sign", "");
+    assert!(ok_py, "python SDKs could not sign: {py}");
+    let (ok_js, js) = run(&PathBuf::from("node"), "sdk.mjs", "sign", "");
+    assert!(ok_js, "JavaScript SDKs could not sign: {js}");
+    let mut requests: Vec<serde_json::Value> = serde_json::from_str(&py).expect("python output");
+    requests.extend(serde_json::from_str::<Vec<serde_json::Value>>(&js).expect("node output"));
+    assert_eq!(requests.len(), 14);
+
+    let c = client();
+    for r in &requests {
+        let sdk = r["sdk"].as_str().expect("sdk");
+        let route = r["route"].as_str().expect("route");
+        let body = r["body"].as_str().expect("body").as_bytes().to_vec();
+        let headers: Vec<(String, String)> = r["headers"]
+            .as_object()
+            .expect("headers")
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().expect("header value").to_string()))
+            .collect();
+        let a = crate::support::send_bytes(&c, &router.url(route), &headers, body.clone()).await;
+        assert_eq!(a.status, 202, "{sdk} → {route} was not accepted");
+        let mut tampered = body;
+        tampered.push(b' ');
+        let a = crate::support::send_bytes(&c, &router.url(route), &headers, tampered).await;
+        assert_eq!(a.status, 401, "{sdk}: tampered body passed");
+    }
+    for body in [
+        &b"{\"type\":\"internal.a\"}"[..],
+        &b"{\"type\":\"internal.b\",\"n\":2.50}"[..],
+    ] {
+        let a = crate::support::send_bytes(&c, &router.url("/internal"), &[], body.to_vec()).await;
+        assert_eq!(a.status, 202);
+    }
+    assert!(
+        crate::support::eventually(std::time::Duration::from_secs(10), || app.count() == 14
+            && signed.count() == 2)
+        .await,
+        "deliveries: app {} of 14, signer {} of 2",
+        app.count(),
+        signed.count()
+    );
+
+    // Deliveries run concurrently: each says which route it came from.
+    let as_json = |t: &Target, route: Option<&str>| -> String {
+        let received: Vec<serde_json::Value> = t
+            .all()
+            .iter()
+            .map(|seen| {
+                let headers: serde_json::Map<String, serde_json::Value> = seen
+                    .headers
+                    .iter()
+                    .map(|(k, v)| {
+                        (
+                            k.to_string(),
+                            serde_json::Value::from(v.to_str().expect("ascii header")),
+                        )
+                    })
+                    .collect();
+                let from = seen.headers["hookrouter-route"].to_str().expect("route");
+                serde_json::json!({
+                    "route": route.map_or_else(|| format!("/hooks/{from}"), str::to_string),
+                    "headers": headers,
+                    "body": String::from_utf8(seen.body.to_vec()).expect("utf-8 body"),
+                })
+            })
+            .collect();
+        serde_json::to_string(&received).expect("json")
+    };
+    let received = as_json(&app, None);
+    let (ok, out) = run(&python(), "sdk.py", "verify", &received);
+    assert!(ok, "python SDKs rejected what the router delivered: {out}");
+    assert!(out.contains("verified 12 forwarded requests"), "{out}");
+    let (ok, out) = run(&PathBuf::from("node"), "sdk.mjs", "verify", &received);
+    assert!(
+        ok,
+        "JavaScript SDKs rejected what the router delivered: {out}"
+    );
+    assert!(out.contains("verified 10 forwarded requests"), "{out}");
+
+    // The router's own signature, checked as a Standard Webhooks receiver would.
+    let received = as_json(&signed, Some("/hooks/standard"));
+    let (ok, out) = run(&python(), "sdk.py", "verify", &received);
+    assert!(
+        ok,
+        "standardwebhooks (PyPI) rejected the router's signature: {out}"
+    );
+    assert!(out.contains("verified 2 forwarded requests"), "{out}");
+    let (ok, out) = run(&PathBuf::from("node"), "sdk.mjs", "verify", &received);
+    assert!(
+        ok,
+        "standardwebhooks (npm) rejected the router's signature: {out}"
+    );
+    assert!(out.contains("verified 2 forwarded requests"), "{out}");
+}
