@@ -414,7 +414,8 @@ fn setup(conn: &mut Connection, settings: &config::Embedded) -> anyhow::Result<u
     conn.execute_batch(
         "PRAGMA synchronous = FULL;
          PRAGMA journal_size_limit = 67108864;
-         PRAGMA wal_autocheckpoint = 0;",
+         PRAGMA wal_autocheckpoint = 0;
+         PRAGMA cache_size = -65536;",
     )?;
     let page_size = unsigned(conn.query_row("PRAGMA page_size", [], |r| r.get(0))?);
     let max_pages = (settings.max_size / page_size.max(512)).max(64);
@@ -491,6 +492,9 @@ fn writer(mut conn: Connection, rx: mpsc::Receiver<Cmd>) {
 fn commit(conn: &mut Connection, batch: &mut Vec<Cmd>) {
     let mut replies = Vec::with_capacity(batch.len());
     let mut failure = None;
+    let started = std::time::Instant::now();
+    let commands = batch.len();
+    let mut applied = std::time::Duration::ZERO;
     match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
         Err(e) => failure = Some(e.to_string()),
         Ok(tx) => {
@@ -503,6 +507,7 @@ fn commit(conn: &mut Connection, batch: &mut Vec<Cmd>) {
                     }
                 }
             }
+            applied = started.elapsed();
             if failure.is_none() {
                 if let Err(e) = tx.commit() {
                     failure = Some(e.to_string());
@@ -512,6 +517,12 @@ fn commit(conn: &mut Connection, batch: &mut Vec<Cmd>) {
             }
         }
     }
+    tracing::trace!(
+        commands,
+        apply_us = applied.as_micros(),
+        total_us = started.elapsed().as_micros(),
+        "queue batch"
+    );
     // Commands not applied (the transaction never began) still need an answer.
     for cmd in batch.drain(..) {
         replies.push(match cmd {
