@@ -84,9 +84,18 @@ pub(crate) fn reload(path: &Path, shared: &Shared) -> bool {
         }
     };
     warn_restart_only(&old.config, &config);
+    if shared.delivery.is_none() && config.routes.iter().any(|r| r.mode == config::Mode::Async) {
+        tracing::error!(
+            "reload failed; keeping the running configuration: the new config has async routes but the queue was not opened at start (no async route then): restart to use them"
+        );
+        return false;
+    }
     match Snapshot::build(config, old.generation + 1) {
         Ok(snap) => {
             let generation = snap.generation;
+            if let Some(engine) = &shared.delivery {
+                engine.apply(&snap.config.targets);
+            }
             shared.snapshot.store(Arc::new(snap));
             tracing::info!(generation, "configuration reloaded");
             true

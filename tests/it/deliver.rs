@@ -761,3 +761,53 @@ async fn a_full_disk_answers_503_and_never_202() {
     assert!(r.logs().contains("queue write failed"), "{}", r.logs());
     let _ = r;
 }
+
+#[tokio::test]
+async fn a_reload_moves_pending_and_new_deliveries_to_the_new_target_settings() {
+    let old = Target::start(Reply {
+        status: 503,
+        ..Reply::default()
+    })
+    .await;
+    let new = Target::start(Reply::default()).await;
+    let config = |url: &str| {
+        head(&format!(
+            "  t: {{ url: \"{url}\", retry: {{ max_attempts: 100, initial: 200ms, max_delay: 200ms, max_age: 1h }} }}"
+        )) + r#"routes:
+  - name: r
+    path: /in
+    deliver: [ { target: t } ]
+"#
+    };
+    let r = Router::start(&config(&old.url("/old")));
+    assert_eq!(
+        post_event(&r, "/in", json_event("x", "e1")).await.status,
+        202
+    );
+    assert!(eventually(WAIT, || old.count() >= 1).await);
+    r.write_config(&config(&new.url("/new")));
+    r.signal("HUP");
+    assert!(r.wait_log("configuration reloaded", WAIT), "{}", r.logs());
+    // The waiting retry goes to the new URL, and so does a new event.
+    assert!(eventually(WAIT, || new.count() == 1).await, "{}", r.logs());
+    assert_eq!(
+        post_event(&r, "/in", json_event("x", "e2")).await.status,
+        202
+    );
+    assert!(eventually(WAIT, || new.count() == 2).await);
+    assert_eq!(new.last().uri, "/new");
+}
+
+#[tokio::test]
+async fn a_reload_that_adds_async_routes_to_a_sync_only_router_is_refused() {
+    let t = Target::start(Reply::default()).await;
+    let r = Router::start(&crate::sync_config(&t.url("/"), ""));
+    let async_routes = crate::sync_config(&t.url("/"), "").replace("    mode: sync\n", "");
+    r.write_config(&async_routes);
+    r.signal("HUP");
+    assert!(r.wait_log("restart to use them", WAIT), "{}", r.logs());
+    // Still the sync route.
+    let a = send_bytes(&client(), &r.url("/hooks/test"), &[], b"{}".to_vec()).await;
+    assert_eq!(a.status, 200);
+    assert!(!r.dir.path().join("data").exists());
+}
