@@ -20,6 +20,13 @@ targets:
     )
 }
 
+/// One route `r` at `/in` delivering every event to target `t`.
+const ONE_ROUTE: &str = r#"routes:
+  - name: r
+    path: /in
+    deliver: [ { target: t } ]
+"#;
+
 /// Fast retries for tests: 4 attempts, delays of at most 100 ms.
 const FAST_RETRY: &str = "retry: { max_attempts: 4, initial: 50ms, max_delay: 100ms, max_age: 1h }";
 
@@ -134,12 +141,7 @@ async fn fans_out_to_every_matching_target_with_the_raw_body_and_router_headers(
 #[tokio::test]
 async fn clients_cannot_plant_router_headers() {
     let t = Target::start(Reply::default()).await;
-    let yaml = head(&format!("  t: {{ url: \"{}\" }}", t.url("/")))
-        + r#"routes:
-  - name: r
-    path: /in
-    deliver: [ { target: t } ]
-"#;
+    let yaml = head(&format!("  t: {{ url: \"{}\" }}", t.url("/"))) + ONE_ROUTE;
     let r = Router::start(&yaml);
     let a = send_bytes(
         &client(),
@@ -209,11 +211,7 @@ async fn retries_honour_retry_after_then_deliver_with_rising_attempt_numbers() {
     let yaml = head(&format!(
         "  t: {{ url: \"{}\", retry: {{ max_attempts: 5, initial: 10ms, max_delay: 5s, max_age: 1h }} }}",
         t.url("/")
-    )) + r#"routes:
-  - name: r
-    path: /in
-    deliver: [ { target: t } ]
-"#;
+    )) + ONE_ROUTE;
     let r = Router::start(&yaml);
     assert_eq!(
         post_event(&r, "/in", json_event("x", "e1")).await.status,
@@ -249,11 +247,7 @@ async fn retry_after_spaces_the_attempts() {
     let yaml = head(&format!(
         "  t: {{ url: \"{}\", retry: {{ max_attempts: 3, initial: 10ms, max_delay: 5s, max_age: 1h }} }}",
         t.url("/")
-    )) + r#"routes:
-  - name: r
-    path: /in
-    deliver: [ { target: t } ]
-"#;
+    )) + ONE_ROUTE;
     let r = Router::start(&yaml);
     let started = Instant::now();
     assert_eq!(
@@ -278,12 +272,7 @@ async fn client_errors_go_to_dead_letters_at_once() {
             ..Reply::default()
         })
         .await;
-        let yaml = head(&format!("  t: {{ url: \"{}\", {FAST_RETRY} }}", t.url("/")))
-            + r#"routes:
-  - name: r
-    path: /in
-    deliver: [ { target: t } ]
-"#;
+        let yaml = head(&format!("  t: {{ url: \"{}\", {FAST_RETRY} }}", t.url("/"))) + ONE_ROUTE;
         let r = Router::start(&yaml);
         assert_eq!(
             post_event(&r, "/in", json_event("x", "e1")).await.status,
@@ -467,11 +456,7 @@ async fn signed_deliveries_verify_with_the_standard_webhooks_scheme() {
     let yaml = head(&format!(
         "  t: {{ url: \"{}\", sign: {{ scheme: standard-webhooks, secret: \"{SECRET}\" }} }}",
         t.url("/")
-    )) + r#"routes:
-  - name: r
-    path: /in
-    deliver: [ { target: t } ]
-"#;
+    )) + ONE_ROUTE;
     let r = Router::start(&yaml);
     let body = json_event("invoice.paid", "evt_9");
     assert_eq!(post_event(&r, "/in", body.clone()).await.status, 202);
@@ -519,11 +504,7 @@ async fn pending_deliveries_resume_after_a_crash_with_their_attempt_count() {
     let yaml = head(&format!(
         "  t: {{ url: \"{}\", retry: {{ max_attempts: 50, initial: 300ms, max_delay: 300ms, max_age: 1h }} }}",
         t.url("/")
-    )) + r#"routes:
-  - name: r
-    path: /in
-    deliver: [ { target: t } ]
-"#;
+    )) + ONE_ROUTE;
     let mut r = Router::start(&yaml);
     assert_eq!(
         post_event(&r, "/in", json_event("x", "e1")).await.status,
@@ -773,11 +754,7 @@ async fn a_reload_moves_pending_and_new_deliveries_to_the_new_target_settings() 
     let config = |url: &str| {
         head(&format!(
             "  t: {{ url: \"{url}\", retry: {{ max_attempts: 100, initial: 200ms, max_delay: 200ms, max_age: 1h }} }}"
-        )) + r#"routes:
-  - name: r
-    path: /in
-    deliver: [ { target: t } ]
-"#
+        )) + ONE_ROUTE
     };
     let r = Router::start(&config(&old.url("/old")));
     assert_eq!(

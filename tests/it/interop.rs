@@ -60,6 +60,37 @@ fn run(program: &PathBuf, script: &str, mode: &str, input: &str) -> (bool, Strin
     (out.status.success(), text)
 }
 
+/// Sample webhooks signed by the Python and JavaScript SDKs (14 in all).
+fn sdk_requests() -> Vec<serde_json::Value> {
+    let (ok_py, py) = run(&python(), "sdk.py", "sign", "");
+    assert!(ok_py, "python SDKs could not sign: {py}");
+    let (ok_js, js) = run(&PathBuf::from("node"), "sdk.mjs", "sign", "");
+    assert!(ok_js, "JavaScript SDKs could not sign: {js}");
+    let mut requests: Vec<serde_json::Value> = serde_json::from_str(&py).expect("python output");
+    requests.extend(serde_json::from_str::<Vec<serde_json::Value>>(&js).expect("node output"));
+    assert_eq!(requests.len(), 14);
+    requests
+}
+
+/// A request the target received, as the SDK scripts' `verify` reads it.
+fn as_received(route: &serde_json::Value, seen: &crate::support::Seen) -> serde_json::Value {
+    let headers: serde_json::Map<String, serde_json::Value> = seen
+        .headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                serde_json::Value::from(v.to_str().expect("ascii header")),
+            )
+        })
+        .collect();
+    serde_json::json!({
+        "route": route,
+        "headers": headers,
+        "body": String::from_utf8(seen.body.to_vec()).expect("utf-8 body"),
+    })
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn official_sdks_sign_into_the_router_and_verify_what_it_forwards() {
     let target = Target::start(Reply::default()).await;
@@ -86,13 +117,7 @@ async fn official_sdks_sign_into_the_router_and_verify_what_it_forwards() {
     ];
     let router = Router::start_with_env(tempfile::tempdir().expect("tempdir"), &yaml, &env);
 
-    let (ok_py, py) = run(&python(), "sdk.py", "sign", "");
-    assert!(ok_py, "python SDKs could not sign: {py}");
-    let (ok_js, js) = run(&PathBuf::from("node"), "sdk.mjs", "sign", "");
-    assert!(ok_js, "JavaScript SDKs could not sign: {js}");
-    let mut requests: Vec<serde_json::Value> = serde_json::from_str(&py).expect("python output");
-    requests.extend(serde_json::from_str::<Vec<serde_json::Value>>(&js).expect("node output"));
-    assert_eq!(requests.len(), 14);
+    let requests = sdk_requests();
 
     let c = client();
     for r in &requests {
@@ -144,23 +169,7 @@ async fn official_sdks_sign_into_the_router_and_verify_what_it_forwards() {
         .expect("lock")
         .iter()
         .zip(&requests)
-        .map(|(seen, sent)| {
-            let headers: serde_json::Map<String, serde_json::Value> = seen
-                .headers
-                .iter()
-                .map(|(k, v)| {
-                    (
-                        k.to_string(),
-                        serde_json::Value::from(v.to_str().expect("ascii header")),
-                    )
-                })
-                .collect();
-            serde_json::json!({
-                "route": sent["route"],
-                "headers": headers,
-                "body": String::from_utf8(seen.body.to_vec()).expect("utf-8 body"),
-            })
-        })
+        .map(|(seen, sent)| as_received(&sent["route"], seen))
         .collect();
     let received = serde_json::to_string(&received).expect("json");
     let (ok, out) = run(&python(), "sdk.py", "verify", &received);
@@ -205,13 +214,7 @@ async fn official_sdks_verify_async_deliveries_and_the_routers_own_signature() {
     ];
     let router = Router::start_with_env(tempfile::tempdir().expect("tempdir"), &yaml, &env);
 
-    let (ok_py, py) = run(&python(), "sdk.py", "sign", "");
-    assert!(ok_py, "python SDKs could not sign: {py}");
-    let (ok_js, js) = run(&PathBuf::from("node"), "sdk.mjs", "sign", "");
-    assert!(ok_js, "JavaScript SDKs could not sign: {js}");
-    let mut requests: Vec<serde_json::Value> = serde_json::from_str(&py).expect("python output");
-    requests.extend(serde_json::from_str::<Vec<serde_json::Value>>(&js).expect("node output"));
-    assert_eq!(requests.len(), 14);
+    let requests = sdk_requests();
 
     let c = client();
     for r in &requests {
@@ -253,22 +256,9 @@ async fn official_sdks_verify_async_deliveries_and_the_routers_own_signature() {
             .all()
             .iter()
             .map(|seen| {
-                let headers: serde_json::Map<String, serde_json::Value> = seen
-                    .headers
-                    .iter()
-                    .map(|(k, v)| {
-                        (
-                            k.to_string(),
-                            serde_json::Value::from(v.to_str().expect("ascii header")),
-                        )
-                    })
-                    .collect();
                 let from = seen.headers["hookrouter-route"].to_str().expect("route");
-                serde_json::json!({
-                    "route": route.map_or_else(|| format!("/hooks/{from}"), str::to_string),
-                    "headers": headers,
-                    "body": String::from_utf8(seen.body.to_vec()).expect("utf-8 body"),
-                })
+                let route = route.map_or_else(|| format!("/hooks/{from}"), str::to_string);
+                as_received(&serde_json::Value::from(route), seen)
             })
             .collect();
         serde_json::to_string(&received).expect("json")
