@@ -4,13 +4,13 @@
 # See bench/store/README.md. Markdown report on stdout (and in $OUT if set),
 # progress on stderr.
 #
-#   bench/store.sh                                  # full run, ~5-6 min + first build
-#   DURATION=1 RUNS=1 EVENTS=20000 bench/store.sh   # ~40 s smoke run
+#   bench/store.sh                                  # full run, ~4.5 min + first build (~4 min)
+#   DURATION=1 RUNS=1 EVENTS=20000 bench/store.sh   # ~30 s smoke run
 #   STORES=sqlite,fjall PRODUCERS=16 bench/store.sh
 #
 # Knobs (env): DURATION (s measured per workload-A point, default 3),
 # WARMUP (s, 0.5), RUNS (3), EVENTS (workload B, 100000), PRODUCERS
-# (1,16,128), STORES (sqlite,redb,fjall,log), DATA_DIR (parent folder for
+# (1,16,128), STORES (sqlite,redb,fjall,log; also sqlite-bgckpt), DATA_DIR (parent folder for
 # the databases; default /tmp unless /tmp is tmpfs, then bench/store/target),
 # OUT (also write the report there), SKIP_BUILD=1.
 set -euo pipefail

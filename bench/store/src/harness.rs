@@ -74,8 +74,41 @@ fn ingest_writer(
     Ok((store, stats))
 }
 
+/// CPU time (user + system) this process has used so far, from
+/// /proc/self/stat (clock ticks of 10 ms: USER_HZ is 100 on Linux).
+fn process_cpu() -> Duration {
+    let ticks = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            let rest = s.rsplit_once(')')?.1.to_owned();
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            // Fields 14 and 15 (utime, stime); `rest` starts at field 3.
+            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+        })
+        .unwrap_or(0);
+    Duration::from_millis(ticks * 10)
+}
+
+/// Bytes this process has caused to be written to storage so far
+/// (/proc/self/io write_bytes, counted when pages are dirtied).
+fn process_write_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/io")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("write_bytes:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 pub struct AResult {
     pub events_per_s: f64,
+    /// Process CPU (writer, producers, the store's own threads) per event
+    /// committed, warm-up included.
+    pub cpu_us_per_event: f64,
+    /// Bytes written to storage per event committed, warm-up included.
+    pub kib_written_per_event: f64,
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub avg_batch: f64,
@@ -93,6 +126,8 @@ pub fn workload_a(
     seed: u64,
 ) -> anyhow::Result<AResult> {
     let store = kind.open(dir)?;
+    let cpu0 = process_cpu();
+    let written0 = process_write_bytes();
     let (tx, rx) = mpsc::channel::<Pending>();
     let writer = thread::Builder::new()
         .name("writer".into())
@@ -143,8 +178,10 @@ pub fn workload_a(
     let (store, stats) = writer
         .join()
         .map_err(|_| anyhow::anyhow!("writer panicked"))??;
-    drop(store);
     rt.shutdown_timeout(Duration::from_secs(1));
+    let cpu = process_cpu().saturating_sub(cpu0);
+    let written = process_write_bytes().saturating_sub(written0);
+    drop(store);
 
     let mut lat: Vec<u64> = Vec::new();
     let mut last = warm;
@@ -158,6 +195,8 @@ pub fn workload_a(
     let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)] as f64 / 1e6;
     Ok(AResult {
         events_per_s: lat.len() as f64 / (last - warm).as_secs_f64(),
+        cpu_us_per_event: cpu.as_secs_f64() * 1e6 / stats.events.max(1) as f64,
+        kib_written_per_event: written as f64 / 1024.0 / stats.events.max(1) as f64,
         p50_ms: pct(0.50),
         p99_ms: pct(0.99),
         avg_batch: stats.events as f64 / stats.commits.max(1) as f64,

@@ -25,7 +25,7 @@ struct Args {
 }
 
 const USAGE: &str = "usage: store-bench [--dir PATH] [--duration SECS] [--warmup SECS] \
-[--runs N] [--events N] [--producers 1,16,128] [--stores sqlite,redb,fjall,log]";
+[--runs N] [--events N] [--producers 1,16,128] [--stores sqlite,redb,fjall,log,sqlite-bgckpt]";
 
 fn parse_args() -> anyhow::Result<Args> {
     let mut a = Args {
@@ -119,13 +119,15 @@ fn main() -> anyhow::Result<()> {
                 let r = harness::workload_a(kind, dir.path(), p, warmup, duration, seed)
                     .with_context(|| format!("{} A P={p}", kind.name()))?;
                 eprintln!(
-                    "run {} {:7} A P={p:<3} {:>8.0} ev/s  p50 {:>7.2} ms  p99 {:>7.2} ms  {:>6.1} ev/commit",
+                    "run {} {:7} A P={p:<3} {:>8.0} ev/s  p50 {:>7.2} ms  p99 {:>7.2} ms  {:>6.1} ev/commit  {:>5.0} CPU µs/ev  {:>5.1} KiB written/ev",
                     run + 1,
                     kind.name(),
                     r.events_per_s,
                     r.p50_ms,
                     r.p99_ms,
-                    r.avg_batch
+                    r.avg_batch,
+                    r.cpu_us_per_event,
+                    r.kib_written_per_event
                 );
                 a[si][pi].push(r);
             }
@@ -155,20 +157,24 @@ fn main() -> anyhow::Result<()> {
         args.runs, args.duration, args.warmup, args.events
     );
     println!("### Workload A: ingest, reply after a durable group commit\n");
-    println!("| store | P | events/s (min–max) | p50 wait ms | p99 wait ms | events/commit |");
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!(
+        "| store | P | events/s (min–max) | p50 wait ms | p99 wait ms | events/commit | CPU µs/event | KiB written/event |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     for (si, kind) in args.stores.iter().enumerate() {
         for (pi, p) in args.producers.iter().enumerate() {
             let rs = &a[si][pi];
             let eps: Vec<f64> = rs.iter().map(|r| r.events_per_s).collect();
             let (lo, hi) = spread(&eps);
             println!(
-                "| {} | {p} | {:.0} ({lo:.0}–{hi:.0}) | {:.2} | {:.2} | {:.1} |",
+                "| {} | {p} | {:.0} ({lo:.0}–{hi:.0}) | {:.2} | {:.2} | {:.1} | {:.0} | {:.1} |",
                 kind.name(),
                 median(eps.clone()),
                 median(rs.iter().map(|r| r.p50_ms).collect()),
                 median(rs.iter().map(|r| r.p99_ms).collect()),
                 median(rs.iter().map(|r| r.avg_batch).collect()),
+                median(rs.iter().map(|r| r.cpu_us_per_event).collect()),
+                median(rs.iter().map(|r| r.kib_written_per_event).collect()),
             );
         }
     }

@@ -37,6 +37,9 @@ pub trait Store: Send {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     Sqlite,
+    /// SQLite with checkpoints on a second connection and thread, off the
+    /// commit path. Not in the default set.
+    SqliteBgCheckpoint,
     Redb,
     Fjall,
     Log,
@@ -46,6 +49,7 @@ impl Kind {
     pub fn name(self) -> &'static str {
         match self {
             Kind::Sqlite => "sqlite",
+            Kind::SqliteBgCheckpoint => "sqlite-bgckpt",
             Kind::Redb => "redb",
             Kind::Fjall => "fjall",
             Kind::Log => "log",
@@ -53,14 +57,21 @@ impl Kind {
     }
 
     pub fn parse(s: &str) -> Option<Kind> {
-        [Kind::Sqlite, Kind::Redb, Kind::Fjall, Kind::Log]
+        [
+            Kind::Sqlite,
+            Kind::SqliteBgCheckpoint,
+            Kind::Redb,
+            Kind::Fjall,
+            Kind::Log,
+        ]
             .into_iter()
             .find(|k| k.name() == s)
     }
 
     pub fn open(self, dir: &Path) -> anyhow::Result<Box<dyn Store>> {
         Ok(match self {
-            Kind::Sqlite => Box::new(sqlite::Sqlite::open(dir)?),
+            Kind::Sqlite => Box::new(sqlite::Sqlite::open(dir, false)?),
+            Kind::SqliteBgCheckpoint => Box::new(sqlite::Sqlite::open(dir, true)?),
             Kind::Redb => Box::new(redb_store::Redb::open(dir)?),
             Kind::Fjall => Box::new(fjall_store::Fjall::open(dir)?),
             Kind::Log => Box::new(log_store::Log::open(dir)?),

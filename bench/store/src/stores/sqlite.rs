@@ -2,6 +2,10 @@
 //! cached statements, one IMMEDIATE transaction per batch.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
 
 use rusqlite::{Connection, TransactionBehavior, params};
 
@@ -27,11 +31,53 @@ pub struct Sqlite {
     conn: Connection,
     next_seq: u64,
     full_sync: bool,
+    checkpointer: Option<Checkpointer>,
+}
+
+/// The `sqlite-bgckpt` variant: the writer's connection never checkpoints
+/// (wal_autocheckpoint=0); a second connection on its own thread runs a
+/// PASSIVE checkpoint every 50 ms, so the commit path only ever appends to
+/// the WAL and syncs it.
+struct Checkpointer {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    fn start(path: &Path) -> anyhow::Result<Self> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(Duration::from_millis(100))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = thread::Builder::new()
+            .name("checkpointer".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    thread::sleep(Duration::from_millis(50));
+                    // Busy (a VACUUM, say) is fine: next round.
+                    let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                }
+            })?;
+        Ok(Checkpointer {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 impl Sqlite {
-    pub fn open(dir: &Path) -> anyhow::Result<Self> {
-        let conn = Connection::open(dir.join("hookrouter.db"))?;
+    pub fn open(dir: &Path, background_checkpoint: bool) -> anyhow::Result<Self> {
+        let path = dir.join("hookrouter.db");
+        let conn = Connection::open(&path)?;
         let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
         anyhow::ensure!(mode.eq_ignore_ascii_case("wal"), "journal_mode is {mode}");
         conn.execute_batch("PRAGMA synchronous=FULL;")?;
@@ -40,10 +86,17 @@ impl Sqlite {
         let next_seq: i64 =
             conn.query_row("SELECT coalesce(max(seq), 0) + 1 FROM events", [], |r| r.get(0))?;
         let next_seq = u64::try_from(next_seq)?;
+        let checkpointer = if background_checkpoint {
+            conn.execute_batch("PRAGMA wal_autocheckpoint=0;")?;
+            Some(Checkpointer::start(&path)?)
+        } else {
+            None
+        };
         Ok(Sqlite {
             conn,
             next_seq,
             full_sync: true,
+            checkpointer,
         })
     }
 
@@ -161,6 +214,8 @@ impl Store for Sqlite {
     }
 
     fn compact(&mut self) -> anyhow::Result<()> {
+        // Stop the background checkpointer first: VACUUM wants the file alone.
+        self.checkpointer = None;
         self.conn
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
         self.conn.execute_batch("VACUUM;")?;
