@@ -252,20 +252,31 @@ async fn process(
                 body,
                 targets,
             };
-            let stored = Arc::new(StoredEvent::from_new(&new));
-            let targets = new.targets.clone();
-            match engine.queue().append(new).await {
-                Ok(Appended::Stored) => {
-                    let id = stored.id.clone();
-                    engine.enqueue(stored, &targets);
-                    Ok(Handled {
-                        admitted,
-                        event,
-                        outcome: "accepted",
-                        response: async_answer(StatusCode::ACCEPTED, "accepted\n", &id),
-                        id: Some(id),
-                    })
-                }
+            let id = new.id.clone();
+            // Storing and scheduling run in a task of their own: if the sender hangs up while
+            // the commit is under way, this request is dropped but the event, once stored,
+            // is still scheduled for delivery.
+            let store = {
+                let engine = engine.clone();
+                tokio::spawn(async move {
+                    let stored = Arc::new(StoredEvent::from_new(&new));
+                    let targets = new.targets.clone();
+                    let appended = engine.queue().append(new).await;
+                    if let Ok(Appended::Stored) = appended {
+                        engine.enqueue(stored, &targets);
+                    }
+                    appended
+                })
+            };
+            let appended = store.await.unwrap_or(Err(crate::queue::QueueError::Closed));
+            match appended {
+                Ok(Appended::Stored) => Ok(Handled {
+                    admitted,
+                    event,
+                    outcome: "accepted",
+                    response: async_answer(StatusCode::ACCEPTED, "accepted\n", &id),
+                    id: Some(id),
+                }),
                 Ok(Appended::Duplicate { id }) => Ok(Handled {
                     admitted,
                     event,

@@ -788,3 +788,46 @@ async fn a_reload_that_adds_async_routes_to_a_sync_only_router_is_refused() {
     assert_eq!(a.status, 200);
     assert!(!r.dir.path().join("data").exists());
 }
+
+/// Senders that hang up before their answer: whatever was stored is still delivered, without
+/// a restart.
+#[tokio::test]
+async fn events_stored_for_a_sender_that_hung_up_are_still_delivered() {
+    let t = Target::start(Reply::default()).await;
+    let r = Router::start(&(head(&format!("  t: {{ url: \"{}\" }}", t.url("/"))) + ONE_ROUTE));
+    for i in 0..60 {
+        let body = format!(r#"{{"n":{i}}}"#);
+        let req = format!(
+            "POST /in HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        // Write the whole request and close at once, without reading the answer.
+        crate::support::raw(r.addr(), req.as_bytes(), Duration::ZERO).await;
+    }
+    let stats = || async {
+        let a = crate::support::send(
+            &client(),
+            "GET",
+            &format!("http://127.0.0.1:{}/api/v1/queue", r.admin_port),
+            &[("authorization", "Bearer test-token")],
+            b"",
+        )
+        .await;
+        serde_json::from_slice::<serde_json::Value>(&a.body).expect("json")
+    };
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let s = stats().await;
+        let (events, pending) = (s["events"].as_u64(), s["pending"].as_u64());
+        if pending == Some(0) && events == Some(t.count() as u64) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "stored {events:?}, pending {pending:?}, delivered {}",
+            t.count()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(t.count() > 0, "some of the requests were stored");
+}
