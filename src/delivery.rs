@@ -307,14 +307,14 @@ async fn attempt(engine: Arc<Engine>, w: Arc<Worker>, target: Arc<Target>, mut j
             Ok(None) => {
                 // Removed by retention (only finished events are, so this one was replayed
                 // and finished meanwhile): nothing left to deliver.
-                w.finish(job, None);
+                w.finish(job, false, None);
                 return;
             }
             Err(e) => {
                 tracing::error!(target_name = %w.name, event_id = %job.pending.event_id, error = %e, "cannot read the event from the store; will try again");
                 job.due_ms = now_ms() + i64::try_from(STORE_RETRY.as_millis()).unwrap_or(5000);
                 job.pending.next_ms = job.due_ms;
-                w.finish(job, Some(Verdict::Retry(None)));
+                w.finish(job, true, None);
                 return;
             }
         },
@@ -373,41 +373,27 @@ async fn attempt(engine: Arc<Engine>, w: Arc<Worker>, target: Arc<Target>, mut j
     job.pending.round_attempts = round_n;
     job.pending.next_ms = next_ms;
     job.due_ms = next_ms;
-    let verdict = (state == DeliveryState::Pending).then_some(verdict);
-    w.finish_attempt(job, verdict, state);
+    let again = state == DeliveryState::Pending;
+    w.finish(job, again, Some(!again));
 }
 
 impl Worker {
-    /// Ends an attempt that did not reach the target: no breaker change.
-    fn finish(&self, job: Job, retry: Option<Verdict>) {
+    /// Ends an attempt: `again` queues the job for its next attempt; `healthy` is the
+    /// breaker's input when the target was tried (a dead letter from a 4xx still means the
+    /// target answered), `None` when it was not (the store could not give the event).
+    fn finish(&self, job: Job, again: bool, healthy: Option<bool>) {
         let Ok(mut st) = self.state.lock() else {
             return;
         };
         st.in_flight = st.in_flight.saturating_sub(1);
-        st.settle(job, retry.is_some());
-        drop(st);
-        self.wake.notify_one();
-    }
-
-    fn finish_attempt(&self, job: Job, retry: Option<Verdict>, state: DeliveryState) {
-        let Ok(mut st) = self.state.lock() else {
-            return;
-        };
-        st.in_flight = st.in_flight.saturating_sub(1);
-        let healthy = match (&retry, state) {
-            (None, DeliveryState::Delivered | DeliveryState::Dead) => {
-                // A dead letter from a 4xx still means the target answered.
-                true
+        if let Some(healthy) = healthy {
+            let was = st.breaker.is_open();
+            st.breaker.record(now_ms(), healthy);
+            if st.breaker.is_open() && !was {
+                tracing::warn!(target_name = %self.name, "circuit breaker open: pausing deliveries to this target");
             }
-            _ => false,
-        };
-        let now = now_ms();
-        let was = st.breaker.is_open();
-        st.breaker.record(now, healthy);
-        if st.breaker.is_open() && !was {
-            tracing::warn!(target_name = %self.name, "circuit breaker open: pausing deliveries to this target");
         }
-        st.settle(job, retry.is_some());
+        st.settle(job, again);
         drop(st);
         self.wake.notify_one();
     }
@@ -435,8 +421,8 @@ enum SendFailure {
     Connect(String),
     #[error("timed out")]
     Timeout,
-    #[error("bad target URL")]
-    Url,
+    #[error("cannot build the request")]
+    Build,
 }
 
 /// Sends one attempt; the answer's status and `Retry-After`.
@@ -446,7 +432,7 @@ async fn send(
     event: &StoredEvent,
     n: u32,
 ) -> Result<(StatusCode, Option<Duration>), SendFailure> {
-    let req = request(target, event, n).ok_or(SendFailure::Url)?;
+    let req = request(target, event, n).ok_or(SendFailure::Build)?;
     let exchange = async {
         let (resp, lease) = pool
             .send(&target.url, req)
