@@ -15,6 +15,7 @@ use http::HeaderMap;
 use serde::Serialize;
 
 pub(crate) mod embedded;
+pub(crate) mod journal;
 pub(crate) mod record;
 
 /// Why the queue could not do something.
