@@ -4,7 +4,10 @@
 //! `event: { type: "header:NAME" | "body:/json/pointer", id: … }`. The body is parsed only when
 //! a pointer needs it, once. Values are for logs and deliveries, never metric labels.
 
+use std::{borrow::Cow, cell::OnceCell, collections::HashMap};
+
 use http::{HeaderMap, HeaderName};
+use serde_json::value::RawValue;
 
 use crate::verify::SchemeName;
 
@@ -97,8 +100,80 @@ pub fn defaults(scheme: SchemeName) -> Spec {
     Spec { kind, id }
 }
 
+/// A request body, parsed as JSON at most once however many values are read from it.
+pub struct Body<'a> {
+    raw: &'a [u8],
+    top: OnceCell<Option<Top<'a>>>,
+}
+
+/// A parsed body: an object's members (the usual case, found in one pass), or any other JSON
+/// value still unparsed inside.
+enum Top<'a> {
+    Object(HashMap<Cow<'a, str>, &'a RawValue>),
+    Other(&'a RawValue),
+}
+
+impl<'a> Body<'a> {
+    /// Wraps `raw`; nothing is parsed until a value is read.
+    pub fn new(raw: &'a [u8]) -> Self {
+        Body {
+            raw,
+            top: OnceCell::new(),
+        }
+    }
+
+    fn top(&self) -> Option<&Top<'a>> {
+        self.top
+            .get_or_init(|| {
+                if let Ok(members) = serde_json::from_slice(self.raw) {
+                    return Some(Top::Object(members));
+                }
+                serde_json::from_slice(self.raw).ok().map(Top::Other)
+            })
+            .as_ref()
+    }
+
+    /// The value at `ptr` (RFC 6901), if the body is JSON and has it.
+    fn pointer(&self, ptr: &str) -> Option<serde_json::Value> {
+        let mut tokens = ptr.split('/').skip(1).map(unescape);
+        let mut current: &RawValue = match (self.top()?, tokens.next()) {
+            (Top::Object(members), Some(first)) => members.get(first.as_ref()).copied()?,
+            (Top::Other(value), Some(first)) => step(value, &first)?,
+            (Top::Other(value), None) => value,
+            (Top::Object(_), None) => return serde_json::from_slice(self.raw).ok(),
+        };
+        for token in tokens {
+            current = step(current, &token)?;
+        }
+        serde_json::from_str(current.get()).ok()
+    }
+}
+
+/// A pointer token with `~1` and `~0` decoded.
+fn unescape(token: &str) -> Cow<'_, str> {
+    if token.contains('~') {
+        Cow::Owned(token.replace("~1", "/").replace("~0", "~"))
+    } else {
+        Cow::Borrowed(token)
+    }
+}
+
+/// One step down a JSON value: an object member or an array item.
+fn step<'a>(value: &'a RawValue, token: &str) -> Option<&'a RawValue> {
+    let text = value.get();
+    if text.starts_with('{') {
+        let members: HashMap<Cow<'_, str>, &RawValue> = serde_json::from_str(text).ok()?;
+        members.get(token).copied()
+    } else if text.starts_with('[') {
+        let items: Vec<&RawValue> = serde_json::from_str(text).ok()?;
+        items.get(token.parse::<usize>().ok()?).copied()
+    } else {
+        None
+    }
+}
+
 /// Reads the event's type and id from a request.
-pub fn extract(spec: &Spec, headers: &HeaderMap, body: &[u8]) -> Event {
+pub fn extract(spec: &Spec, headers: &HeaderMap, body: &Body<'_>) -> Event {
     Event {
         kind: spec.kind.as_ref().and_then(|s| read(s, headers, body)),
         id: spec.id.as_ref().and_then(|s| read(s, headers, body)),
@@ -106,38 +181,16 @@ pub fn extract(spec: &Spec, headers: &HeaderMap, body: &[u8]) -> Event {
 }
 
 /// One value from a header or the JSON body; strings, numbers and booleans as text.
-pub fn read(source: &Source, headers: &HeaderMap, body: &[u8]) -> Option<String> {
+pub fn read(source: &Source, headers: &HeaderMap, body: &Body<'_>) -> Option<String> {
     match source {
         Source::Header(name) => headers.get(name).and_then(|v| v.to_str().ok()).map(clip),
-        Source::Body(ptr) => match pointer(body, ptr)? {
+        Source::Body(ptr) => match body.pointer(ptr)? {
             serde_json::Value::String(s) => Some(clip(&s)),
             serde_json::Value::Number(n) => Some(n.to_string()),
             serde_json::Value::Bool(b) => Some(b.to_string()),
             _ => None,
         },
     }
-}
-
-fn pointer(body: &[u8], ptr: &str) -> Option<serde_json::Value> {
-    use std::{borrow::Cow, collections::HashMap};
-
-    use serde_json::value::RawValue;
-
-    let mut current: &RawValue = serde_json::from_slice(body).ok()?;
-    for token in ptr.split('/').skip(1) {
-        let token = token.replace("~1", "/").replace("~0", "~");
-        let text = current.get();
-        current = if text.starts_with('{') {
-            let map: HashMap<Cow<'_, str>, &RawValue> = serde_json::from_str(text).ok()?;
-            map.get(token.as_str()).copied()?
-        } else if text.starts_with('[') {
-            let items: Vec<&RawValue> = serde_json::from_str(text).ok()?;
-            items.get(token.parse::<usize>().ok()?).copied()?
-        } else {
-            return None;
-        };
-    }
-    serde_json::from_str(current.get()).ok()
 }
 
 fn clip(s: &str) -> String {
@@ -150,6 +203,14 @@ fn clip(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn pointer(body: &[u8], ptr: &str) -> Option<serde_json::Value> {
+        Body::new(body).pointer(ptr)
+    }
+
+    fn extract(spec: &Spec, headers: &HeaderMap, body: &[u8]) -> Event {
+        super::extract(spec, headers, &Body::new(body))
+    }
 
     #[test]
     fn defaults_and_overrides() {
@@ -200,6 +261,16 @@ mod tests {
             assert_eq!(pointer(body, missing), None, "{missing}");
         }
         assert_eq!(pointer(b"{not json", "/a"), None);
+        assert_eq!(pointer(br#"{"a":1} trailing"#, "/a"), None);
+        // Top-level arrays and scalars, and the whole document.
+        assert_eq!(pointer(br#"[{"t":"x"}]"#, "/0/t"), Some(serde_json::json!("x")));
+        assert_eq!(pointer(b"7", ""), Some(serde_json::json!(7)));
+        assert_eq!(pointer(br#"{"a":1}"#, ""), Some(serde_json::json!({"a":1})));
+        // One body, many reads: each finds its own value.
+        let one = Body::new(body);
+        assert_eq!(one.pointer("/s"), Some(serde_json::json!("café")));
+        assert_eq!(one.pointer("/a/b~1c/0/x"), Some(serde_json::json!(1)));
+        assert_eq!(one.pointer("/nope"), None);
     }
 
     #[test]

@@ -182,16 +182,18 @@ async fn process(
         Mode::Sync => {
             // In sync mode the event's type and id only label the request's log line: skip
             // reading them (a JSON body parse for most providers) when that line is not written.
-            let event = if tracing::enabled!(tracing::Level::INFO) {
-                crate::event::extract(&route.event, &parts.headers, &body)
-            } else {
-                crate::event::Event::default()
+            let (event, version) = {
+                let json = crate::event::Body::new(&body);
+                let event = if tracing::enabled!(tracing::Level::INFO) {
+                    crate::event::extract(&route.event, &parts.headers, &json)
+                } else {
+                    crate::event::Event::default()
+                };
+                (event, version_of(route, &parts.headers, &json))
             };
             // The version check applies to both modes; sync passes the version on too.
-            if let (Some(spec), Some(v)) = (
-                &route.version,
-                version_of(route, &parts.headers, &body).map_err(fail)?,
-            ) && let Ok(v) = HeaderValue::from_str(&v)
+            if let (Some(spec), Some(v)) = (&route.version, version.map_err(fail)?)
+                && let Ok(v) = HeaderValue::from_str(&v)
             {
                 parts.headers.insert(spec.header.clone(), v);
             }
@@ -214,8 +216,12 @@ async fn process(
                 .delivery
                 .as_ref()
                 .ok_or_else(|| fail(Rejection::QueueUnavailable))?;
-            let event = crate::event::extract(&route.event, &parts.headers, &body);
-            let version = version_of(route, &parts.headers, &body).map_err(fail)?;
+            let (event, version) = {
+                let json = crate::event::Body::new(&body);
+                let event = crate::event::extract(&route.event, &parts.headers, &json);
+                (event, version_of(route, &parts.headers, &json))
+            };
+            let version = version.map_err(fail)?;
             let targets: Vec<String> = route
                 .deliver
                 .iter()
@@ -299,7 +305,7 @@ async fn process(
 fn version_of(
     route: &crate::config::Route,
     headers: &http::HeaderMap,
-    body: &[u8],
+    body: &crate::event::Body<'_>,
 ) -> Result<Option<String>, Rejection> {
     let Some(spec) = &route.version else {
         return Ok(None);
