@@ -263,7 +263,10 @@ mod tests {
         assert_eq!(pointer(b"{not json", "/a"), None);
         assert_eq!(pointer(br#"{"a":1} trailing"#, "/a"), None);
         // Top-level arrays and scalars, and the whole document.
-        assert_eq!(pointer(br#"[{"t":"x"}]"#, "/0/t"), Some(serde_json::json!("x")));
+        assert_eq!(
+            pointer(br#"[{"t":"x"}]"#, "/0/t"),
+            Some(serde_json::json!("x"))
+        );
         assert_eq!(pointer(b"7", ""), Some(serde_json::json!(7)));
         assert_eq!(pointer(br#"{"a":1}"#, ""), Some(serde_json::json!({"a":1})));
         // One body, many reads: each finds its own value.

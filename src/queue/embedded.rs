@@ -2,36 +2,35 @@
 //! [`journal`](super::journal)) where events become durable, and a SQLite database (WAL mode)
 //! that holds the queryable state: events, deliveries, attempts, dedup keys.
 //!
-//! Two threads write. The **journal thread** does group commit for ingest: it takes the first
-//! waiting append, drains every other one already queued (up to [`MAX_BATCH`]), checks each
-//! against the dedup keys, writes the new events as one `write` and syncs once, then answers
-//! them all. So an event is answered 202 only once a sync covers it, and concurrent requests
-//! share that sync. A failed write or sync fails every append in the batch and is cut back:
-//! never a 202 for an event that is not stored, never half an event stored.
+//! One **writer thread** owns the journal and the database's write connection. Each round it
+//! takes the first waiting command and drains every other one already queued (up to
+//! [`MAX_BATCH`]). New events are checked against the dedup keys, written to the journal as
+//! one `write` and synced once, and only then answered: an event gets its 202 once a sync
+//! covers it, and concurrent requests share that sync (group commit). A failed write or sync
+//! fails every event in the batch and is cut back: never a 202 for an event that is not
+//! stored, never half an event stored.
 //!
-//! The **index thread** owns the database's write connection. It applies the journal's
-//! batches, delivery outcomes, replays and retention in transactions of many commands each,
-//! with `synchronous=NORMAL`: nobody waits for those to reach the disk. The database records
-//! how far into the journal it got in the same transaction, so after a crash (or a power loss
-//! that took its last transactions) the journal from that point is applied again on start.
-//! Once the database holds a whole journal segment durably (one synced commit), the segment
-//! is removed. Outcomes recorded only in the database may be lost by a power cut; the
-//! delivery is then attempted again (at-least-once), never skipped.
+//! Then, with the senders already answered, the same round applies the events, delivery
+//! outcomes, replays and retention to the database in one transaction with
+//! `synchronous=NORMAL`: nobody waits for that to reach the disk. The database records how far
+//! into the journal it got in the same transaction, so after a crash (or a power loss that
+//! took its last transactions) the journal from that point is applied again on start. Once the
+//! database holds a whole journal segment durably (one synced commit), the segment is removed.
+//! If a transaction fails (disk full), the events stay in the journal, the transaction is
+//! tried again every [`INDEX_RETRY`] and new events are refused until it succeeds. Outcomes
+//! recorded only in the database may be lost by a power cut; the delivery is then attempted
+//! again (at-least-once), never skipped.
 //!
 //! Reads (listings, loading a body for a retry) use another connection; WAL lets them run
-//! beside the writer. Each first waits until the index thread has applied everything already
+//! beside the writer. Each first waits until the writer has applied everything already
 //! acknowledged, so a 202'd event is visible to the admin API at once. A lock file keeps a
 //! second process from opening the same store.
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::HashMap,
     fs::File,
     path::{Path, PathBuf},
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, AtomicU64, Ordering},
-        mpsc,
-    },
+    sync::{Arc, Mutex, mpsc},
     thread,
 };
 
@@ -59,7 +58,7 @@ const JOURNAL_DIR: &str = "journal";
 /// Events applied from the journal per transaction when catching up on start.
 const RECOVERY_CHUNK: usize = 2000;
 
-/// How long the index thread waits before trying again a transaction that failed.
+/// How long the writer waits before trying again a transaction that failed.
 const INDEX_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// The schema this build writes; a store with a higher one was written by a newer release.
@@ -115,13 +114,11 @@ CREATE TABLE IF NOT EXISTS dedup (
 CREATE INDEX IF NOT EXISTS dedup_expiry ON dedup (expires_ms);
 ";
 
-/// An append waiting for the journal thread.
-type AppendCmd = (Box<NewEvent>, oneshot::Sender<Result<Appended, QueueError>>);
-
-/// What the index thread applies.
+/// What the writer thread does.
 enum Cmd {
-    /// A journal batch, already durable: its events, where it ends, its batch number.
-    Index(Vec<NewEvent>, Position, u64),
+    Append(Box<NewEvent>, oneshot::Sender<Result<Appended, QueueError>>),
+    /// Events the journal holds durably (up to `Position`), for the database.
+    Index(Vec<NewEvent>, Position),
     Record(Box<AttemptRecord>),
     Replay(
         ReplaySelection,
@@ -130,16 +127,6 @@ enum Cmd {
     Purge(Retention, oneshot::Sender<Result<Purged, QueueError>>),
     /// Answered once everything sent before it is applied (or cannot be for now).
     Flush(oneshot::Sender<()>),
-}
-
-/// State the two writer threads share.
-#[derive(Default)]
-struct Progress {
-    /// The last journal batch the database holds.
-    indexed: AtomicU64,
-    /// The index thread cannot apply what the journal holds (disk full, I/O error): new
-    /// events are refused until it catches up.
-    stalled: AtomicBool,
 }
 
 /// How long finished events are kept, in milliseconds.
@@ -161,7 +148,6 @@ impl Retention {
 
 /// The embedded store.
 pub(crate) struct Embedded {
-    journal: mpsc::Sender<AppendCmd>,
     writer: mpsc::Sender<Cmd>,
     reader: Arc<Mutex<Connection>>,
     dir: PathBuf,
@@ -216,9 +202,7 @@ impl Embedded {
             Ok(c)
         };
         let reader = open_reader()?;
-        let dedup_reader = open_reader()?;
         let (tx, rx) = mpsc::channel();
-        let (journal_tx, journal_rx) = mpsc::channel();
         let (stop_tx, stop_rx) = mpsc::channel();
         let checkpoint_conn = Connection::open(&db)
             .with_context(|| format!("cannot open the queue database {}", db.display()))?;
@@ -229,35 +213,22 @@ impl Embedded {
                 move || checkpointer(checkpoint_conn, wal, stop_rx)
             })
             .context("cannot start the queue checkpoint thread")?;
-        let progress = Arc::new(Progress::default());
+        let writer = Writer {
+            conn,
+            journal,
+            journal_dir,
+            kept_from: last + 1,
+            backlog: Vec::new(),
+            db: db.clone(),
+            wal: dir.join(format!("{DB_FILE}-wal")),
+            max_size: settings.max_size,
+            frames: Vec::with_capacity(1 << 20),
+        };
         thread::Builder::new()
-            .name("queue-index".into())
-            .spawn({
-                let progress = progress.clone();
-                let journal_dir = journal_dir.clone();
-                move || Indexer::new(conn, journal_dir, last + 1, progress).run(rx)
-            })
-            .context("cannot start the queue index thread")?;
-        thread::Builder::new()
-            .name("queue-journal".into())
-            .spawn({
-                let ingest = Ingest {
-                    journal,
-                    dedup: dedup_reader,
-                    index: tx.clone(),
-                    progress,
-                    recent: Recent::default(),
-                    batch: 0,
-                    db: db.clone(),
-                    wal: dir.join(format!("{DB_FILE}-wal")),
-                    journal_dir,
-                    max_size: settings.max_size,
-                };
-                move || ingest.run(journal_rx)
-            })
-            .context("cannot start the queue journal thread")?;
+            .name("queue-writer".into())
+            .spawn(move || writer.run(rx))
+            .context("cannot start the queue writer thread")?;
         Ok(Embedded {
-            journal: journal_tx,
             writer: tx,
             reader: Arc::new(Mutex::new(reader)),
             dir,
@@ -275,8 +246,8 @@ impl Embedded {
 
     pub(crate) async fn append(&self, event: NewEvent) -> Result<Appended, QueueError> {
         let (tx, rx) = oneshot::channel();
-        self.journal
-            .send((Box::new(event), tx))
+        self.writer
+            .send(Cmd::Append(Box::new(event), tx))
             .map_err(|_| QueueError::Closed)?;
         rx.await.map_err(|_| QueueError::Closed)?
     }
@@ -538,201 +509,8 @@ fn setup(conn: &mut Connection, settings: &config::Embedded) -> anyhow::Result<u
     Ok(page_size)
 }
 
-/// Dedup keys of events the journal holds but the database may not yet: the journal thread
-/// checks these before the database, and forgets them once the database has them.
-#[derive(Default)]
-struct Recent {
-    /// `route \0 key` → (event id, expiry in unix ms, journal batch).
-    keys: HashMap<String, (String, i64, u64)>,
-    /// The keys each batch added, oldest batch first.
-    order: VecDeque<(u64, Vec<String>)>,
-}
-
-impl Recent {
-    fn key(route: &str, key: &str) -> String {
-        format!("{route}\0{key}")
-    }
-
-    fn insert(&mut self, key: String, id: String, expires_ms: i64, batch: u64) {
-        match self.order.back_mut() {
-            Some((b, keys)) if *b == batch => keys.push(key.clone()),
-            _ => self.order.push_back((batch, vec![key.clone()])),
-        }
-        self.keys.insert(key, (id, expires_ms, batch));
-    }
-
-    /// Drops the keys of `batch` (its write failed).
-    fn forget(&mut self, batch: u64) {
-        if self.order.back().is_some_and(|(b, _)| *b == batch)
-            && let Some((_, keys)) = self.order.pop_back()
-        {
-            for k in keys {
-                if self.keys.get(&k).is_some_and(|v| v.2 == batch) {
-                    self.keys.remove(&k);
-                }
-            }
-        }
-    }
-
-    /// Drops the keys of every batch up to `indexed`: the database has them now.
-    fn evict_through(&mut self, indexed: u64) {
-        while self.order.front().is_some_and(|(b, _)| *b <= indexed) {
-            if let Some((batch, keys)) = self.order.pop_front() {
-                for k in keys {
-                    if self.keys.get(&k).is_some_and(|v| v.2 == batch) {
-                        self.keys.remove(&k);
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// The journal thread's state.
-struct Ingest {
-    journal: Journal,
-    /// A read connection for dedup lookups.
-    dedup: Connection,
-    index: mpsc::Sender<Cmd>,
-    progress: Arc<Progress>,
-    recent: Recent,
-    /// The number of the last batch.
-    batch: u64,
-    db: PathBuf,
-    wal: PathBuf,
-    journal_dir: PathBuf,
-    max_size: u64,
-}
-
-impl Ingest {
-    /// Group commit until every sender is gone.
-    fn run(mut self, rx: mpsc::Receiver<AppendCmd>) {
-        let mut cmds = Vec::with_capacity(256);
-        let mut frames = Vec::with_capacity(1 << 20);
-        while let Ok(first) = rx.recv() {
-            cmds.push(first);
-            while cmds.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(c) => cmds.push(c),
-                    Err(_) => break,
-                }
-            }
-            self.commit(&mut cmds, &mut frames);
-            // Large bodies should not keep a large buffer alive between bursts.
-            if frames.capacity() > 8 << 20 {
-                frames = Vec::with_capacity(1 << 20);
-            }
-        }
-    }
-
-    fn commit(&mut self, cmds: &mut Vec<AppendCmd>, frames: &mut Vec<u8>) {
-        let started = std::time::Instant::now();
-        self.batch += 1;
-        let batch = self.batch;
-        self.recent
-            .evict_through(self.progress.indexed.load(Ordering::Acquire));
-        frames.clear();
-        let mut answers = Vec::with_capacity(cmds.len());
-        let mut stored = Vec::new();
-        let mut failure = self.progress.stalled.load(Ordering::Acquire).then(|| {
-            "the queue database cannot take writes; new events are refused until it can".to_string()
-        });
-        for (event, reply) in cmds.drain(..) {
-            if failure.is_some() {
-                answers.push((reply, Ok(Appended::Stored)));
-                continue;
-            }
-            match self.duplicate(&event) {
-                Err(e) => answers.push((reply, Err(unavailable(e)))),
-                Ok(Some(id)) => answers.push((reply, Ok(Appended::Duplicate { id }))),
-                Ok(None) => {
-                    if let Some(key) = event
-                        .dedup_key
-                        .as_deref()
-                        .filter(|_| event.dedup_window_ms > 0)
-                    {
-                        self.recent.insert(
-                            Recent::key(&event.route, key),
-                            event.id.clone(),
-                            event.received_ms.saturating_add(event.dedup_window_ms),
-                            batch,
-                        );
-                    }
-                    journal::frame(frames, |out| record::encode_event(&event, out));
-                    answers.push((reply, Ok(Appended::Stored)));
-                    stored.push(*event);
-                }
-            }
-        }
-        if failure.is_none() && !stored.is_empty() {
-            let used = self.disk_bytes();
-            let wanted = used.saturating_add(frames.len() as u64);
-            if wanted > self.max_size {
-                failure = Some(format!(
-                    "the queue is full: {used} bytes in use, max_size is {}",
-                    self.max_size
-                ));
-            } else {
-                match self.journal.append(frames) {
-                    Ok(end) => {
-                        let events = std::mem::take(&mut stored);
-                        if self.index.send(Cmd::Index(events, end, batch)).is_err() {
-                            failure = Some("the queue index thread has stopped".into());
-                        }
-                    }
-                    Err(e) => failure = Some(format!("journal write failed: {e}")),
-                }
-            }
-        }
-        tracing::trace!(
-            commands = answers.len(),
-            bytes = frames.len(),
-            total_us = started.elapsed().as_micros(),
-            "queue journal batch"
-        );
-        match failure {
-            Some(why) => {
-                self.recent.forget(batch);
-                tracing::error!(error = %why, "queue write failed; nothing in this batch was stored");
-                for (reply, _) in answers {
-                    drop(reply.send(Err(QueueError::Unavailable(why.clone()))));
-                }
-            }
-            None => {
-                for (reply, answer) in answers {
-                    drop(reply.send(answer));
-                }
-            }
-        }
-    }
-
-    /// The id of the event accepted first, if `e` repeats one within its window.
-    fn duplicate(&self, e: &NewEvent) -> rusqlite::Result<Option<String>> {
-        let Some(key) = e.dedup_key.as_deref().filter(|_| e.dedup_window_ms > 0) else {
-            return Ok(None);
-        };
-        if let Some((id, expires, _)) = self.recent.keys.get(&Recent::key(&e.route, key)) {
-            // Newer than anything the database holds for this key.
-            return Ok((*expires > e.received_ms).then(|| id.clone()));
-        }
-        let seen: Option<(String, i64)> = self
-            .dedup
-            .prepare_cached("SELECT event_id, expires_ms FROM dedup WHERE route = ?1 AND key = ?2")?
-            .query_row(params![e.route, key], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?;
-        Ok(seen
-            .filter(|(_, expires)| *expires > e.received_ms)
-            .map(|(id, _)| id))
-    }
-
-    /// Bytes the store takes on disk now: database, its WAL, the journal.
-    fn disk_bytes(&self) -> u64 {
-        let len = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
-        len(&self.db) + len(&self.wal) + journal::size(&self.journal_dir)
-    }
-}
-
 enum Reply {
+    Append(oneshot::Sender<Result<Appended, QueueError>>),
     Replay(
         oneshot::Sender<Result<Vec<Pending>, QueueError>>,
         Vec<Pending>,
@@ -749,6 +527,7 @@ impl Reply {
             Reply::Replay(tx, _) => drop(tx.send(Err(e()))),
             Reply::Purge(tx, _) => drop(tx.send(Err(e()))),
             Reply::Flush(tx) => drop(tx.send(())),
+            Reply::Append(tx) => drop(tx.send(Err(e()))),
             Reply::None => {}
         }
     }
@@ -758,40 +537,31 @@ impl Reply {
             Reply::Replay(tx, v) => drop(tx.send(Ok(v))),
             Reply::Purge(tx, v) => drop(tx.send(Ok(v))),
             Reply::Flush(tx) => drop(tx.send(())),
-            Reply::None => {}
+            // Appends are answered by the journal step, never here.
+            Reply::Append(_) | Reply::None => {}
         }
     }
 }
 
-/// The index thread's state.
-struct Indexer {
+/// The writer thread's state.
+struct Writer {
     conn: Connection,
+    journal: Journal,
     journal_dir: PathBuf,
-    progress: Arc<Progress>,
     /// The lowest journal segment that may still exist.
     kept_from: u64,
     /// Journal batches and outcomes a failed transaction could not apply, in order; tried
-    /// again every [`INDEX_RETRY`].
+    /// again every [`INDEX_RETRY`]. While any are held, new events are refused.
     backlog: Vec<Cmd>,
+    db: PathBuf,
+    wal: PathBuf,
+    max_size: u64,
+    /// Reused buffer for a batch's journal records.
+    frames: Vec<u8>,
 }
 
-impl Indexer {
-    fn new(
-        conn: Connection,
-        journal_dir: PathBuf,
-        kept_from: u64,
-        progress: Arc<Progress>,
-    ) -> Self {
-        Indexer {
-            conn,
-            journal_dir,
-            progress,
-            kept_from,
-            backlog: Vec::new(),
-        }
-    }
-
-    /// Applies commands until every sender is gone.
+impl Writer {
+    /// Works until every sender is gone.
     fn run(mut self, rx: mpsc::Receiver<Cmd>) {
         let mut batch = Vec::with_capacity(256);
         loop {
@@ -806,6 +576,9 @@ impl Indexer {
                     Err(mpsc::RecvTimeoutError::Timeout) => {
                         let held = std::mem::take(&mut self.backlog);
                         self.commit(held);
+                        if self.backlog.is_empty() {
+                            tracing::info!("queue database writable again; accepting events");
+                        }
                         continue;
                     }
                     Err(mpsc::RecvTimeoutError::Disconnected) => break,
@@ -818,78 +591,171 @@ impl Indexer {
                     Err(_) => break,
                 }
             }
-            if self.backlog.is_empty() {
-                self.commit(std::mem::take(&mut batch));
-            } else {
-                // Behind a failed transaction: keep the order; answer reads now (what is
-                // held back cannot be read until it applies) and let retention run, since
-                // freeing space is what may unblock the rest.
-                for cmd in batch.drain(..) {
-                    match cmd {
-                        Cmd::Flush(tx) => drop(tx.send(())),
-                        purge @ Cmd::Purge(..) => self.commit(vec![purge]),
-                        other => self.backlog.push(other),
+            self.step(std::mem::take(&mut batch));
+        }
+    }
+
+    /// One round: the batch's new events into the journal with one write and one sync, the
+    /// answers to their senders, then one database transaction for everything.
+    fn step(&mut self, cmds: Vec<Cmd>) {
+        let started = std::time::Instant::now();
+        let held = !self.backlog.is_empty();
+        let mut rest = Vec::with_capacity(cmds.len() + 1);
+        let mut answers = Vec::new();
+        let mut stored = Vec::new();
+        let mut batch_keys: HashMap<(String, String), String> = HashMap::new();
+        self.frames.clear();
+        for cmd in cmds {
+            let Cmd::Append(event, reply) = cmd else {
+                rest.push(cmd);
+                continue;
+            };
+            if held {
+                answers.push((
+                    reply,
+                    Err(QueueError::Unavailable(
+                        "the queue database cannot take writes; new events are refused until it can"
+                            .into(),
+                    )),
+                ));
+                continue;
+            }
+            match self.duplicate(&event, &batch_keys) {
+                Err(e) => answers.push((reply, Err(unavailable(e)))),
+                Ok(Some(id)) => answers.push((reply, Ok(Appended::Duplicate { id }))),
+                Ok(None) => {
+                    if let Some(key) = event
+                        .dedup_key
+                        .clone()
+                        .filter(|_| event.dedup_window_ms > 0)
+                    {
+                        batch_keys.insert((event.route.clone(), key), event.id.clone());
                     }
+                    journal::frame(&mut self.frames, |out| record::encode_event(&event, out));
+                    answers.push((reply, Ok(Appended::Stored)));
+                    stored.push(*event);
                 }
             }
         }
+        let mut failure = None;
+        if !stored.is_empty() {
+            let used = self.disk_bytes();
+            if used.saturating_add(self.frames.len() as u64) > self.max_size {
+                failure = Some(format!(
+                    "the queue is full: {used} bytes in use, max_size is {}",
+                    self.max_size
+                ));
+            } else {
+                match self.journal.append(&self.frames) {
+                    Ok(end) => rest.insert(0, Cmd::Index(stored, end)),
+                    Err(e) => failure = Some(format!("journal write failed: {e}")),
+                }
+            }
+        }
+        let journal_us = started.elapsed().as_micros();
+        match failure {
+            Some(why) => {
+                tracing::error!(error = %why, "queue write failed; nothing in this batch was stored");
+                for (reply, _) in answers {
+                    drop(reply.send(Err(QueueError::Unavailable(why.clone()))));
+                }
+            }
+            None => {
+                for (reply, answer) in answers {
+                    drop(reply.send(answer));
+                }
+            }
+        }
+        if self.frames.capacity() > 8 << 20 {
+            // Large bodies should not keep a large buffer alive between bursts.
+            self.frames = Vec::with_capacity(1 << 20);
+        }
+        if held {
+            // Behind a failed transaction: keep the order; answer reads now (what is held
+            // back cannot be read until it applies) and let retention run, since freeing
+            // space is what may unblock the rest.
+            for cmd in rest {
+                match cmd {
+                    Cmd::Flush(tx) => drop(tx.send(())),
+                    purge @ Cmd::Purge(..) => self.commit(vec![purge]),
+                    other => self.backlog.push(other),
+                }
+            }
+        } else if !rest.is_empty() {
+            self.commit(rest);
+        }
+        tracing::trace!(
+            journal_us,
+            total_us = started.elapsed().as_micros(),
+            "queue batch"
+        );
+    }
+
+    /// The id of the event accepted first, if `e` repeats one within its window.
+    fn duplicate(
+        &self,
+        e: &NewEvent,
+        batch_keys: &HashMap<(String, String), String>,
+    ) -> rusqlite::Result<Option<String>> {
+        let Some(key) = e.dedup_key.as_deref().filter(|_| e.dedup_window_ms > 0) else {
+            return Ok(None);
+        };
+        if let Some(id) = batch_keys.get(&(e.route.clone(), key.to_string())) {
+            return Ok(Some(id.clone()));
+        }
+        let seen: Option<(String, i64)> = self
+            .conn
+            .prepare_cached("SELECT event_id, expires_ms FROM dedup WHERE route = ?1 AND key = ?2")?
+            .query_row(params![e.route, key], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        Ok(seen
+            .filter(|(_, expires)| *expires > e.received_ms)
+            .map(|(id, _)| id))
+    }
+
+    /// Bytes the store takes on disk now: database, its WAL, the journal.
+    fn disk_bytes(&self) -> u64 {
+        let len = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
+        len(&self.db) + len(&self.wal) + journal::size(&self.journal_dir)
     }
 
     /// Applies `cmds` in one transaction. If it fails, journal batches and outcomes are
     /// held back to be tried again (new events are refused meanwhile); the rest fail.
     fn commit(&mut self, cmds: Vec<Cmd>) {
-        let started = std::time::Instant::now();
-        let commands = cmds.len();
         let result = self.apply_all(&cmds);
-        tracing::trace!(
-            commands,
-            total_us = started.elapsed().as_micros(),
-            "queue index batch"
-        );
         match result {
             Ok((values, indexed)) => {
                 for (cmd, value) in cmds.into_iter().zip(values) {
                     cmd.reply(value).send();
                 }
-                if self.progress.stalled.swap(false, Ordering::AcqRel) {
-                    tracing::info!("queue database writable again; accepting events");
-                }
-                if let Some((end, batch)) = indexed {
-                    self.progress.indexed.store(batch, Ordering::Release);
+                if let Some(end) = indexed {
                     self.drop_applied_segments(end);
                 }
             }
             Err(e) => {
                 let why = e.to_string();
-                let mut held = 0;
+                let before = self.backlog.len();
                 for cmd in cmds {
                     match cmd {
-                        c @ (Cmd::Index(..) | Cmd::Record(_)) => {
-                            held += 1;
-                            self.backlog.push(c);
-                        }
+                        c @ (Cmd::Index(..) | Cmd::Record(_)) => self.backlog.push(c),
                         other => other.reply(Value::None).fail(&why),
                     }
                 }
-                if held > 0 && !self.progress.stalled.swap(true, Ordering::AcqRel) {
+                if before == 0 && !self.backlog.is_empty() {
                     tracing::error!(
                         error = %why,
                         "queue write failed: the database cannot take the journal's events; refusing new events until it can"
                     );
-                } else if held == 0 {
+                } else if self.backlog.len() == before {
                     tracing::error!(error = %why, "queue write failed");
                 }
             }
         }
     }
 
-    /// One transaction over `cmds`: each one's result, and the journal position and batch
-    /// number the database now holds, if it took journal batches.
-    #[allow(clippy::type_complexity)]
-    fn apply_all(
-        &mut self,
-        cmds: &[Cmd],
-    ) -> rusqlite::Result<(Vec<Value>, Option<(Position, u64)>)> {
+    /// One transaction over `cmds`: each one's result, and the journal position the
+    /// database now holds, if it took events.
+    fn apply_all(&mut self, cmds: &[Cmd]) -> rusqlite::Result<(Vec<Value>, Option<Position>)> {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -897,11 +763,11 @@ impl Indexer {
         let mut indexed = None;
         for cmd in cmds {
             values.push(match cmd {
-                Cmd::Index(events, end, batch) => {
+                Cmd::Index(events, end) => {
                     for e in events {
                         index_event(&tx, e)?;
                     }
-                    indexed = Some((*end, *batch));
+                    indexed = Some(*end);
                     Value::None
                 }
                 Cmd::Record(a) => {
@@ -910,10 +776,10 @@ impl Indexer {
                 }
                 Cmd::Replay(sel, _) => Value::Replay(replay(&tx, sel)?),
                 Cmd::Purge(retention, _) => Value::Purge(purge(&tx, *retention)?),
-                Cmd::Flush(_) => Value::None,
+                Cmd::Flush(_) | Cmd::Append(..) => Value::None,
             });
         }
-        if let Some((end, _)) = indexed {
+        if let Some(end) = indexed {
             set_position(&tx, end)?;
         }
         tx.commit()?;
@@ -926,9 +792,8 @@ impl Indexer {
         if end.segment <= self.kept_from {
             return;
         }
-        let synced = durable_position(&mut self.conn, end);
-        let removed = synced.and_then(|()| {
-            journal::remove_before(&self.journal_dir, end.segment).map_err(|e| anyhow::anyhow!(e))
+        let removed = durable_position(&mut self.conn, end).and_then(|()| {
+            journal::remove_before(&self.journal_dir, end.segment).map_err(anyhow::Error::from)
         });
         match removed {
             Ok(freed) => {
@@ -958,6 +823,7 @@ impl Cmd {
             (Cmd::Purge(_, tx), Value::Purge(p)) => Reply::Purge(tx, p),
             (Cmd::Purge(_, tx), _) => Reply::Purge(tx, Purged::default()),
             (Cmd::Flush(tx), _) => Reply::Flush(tx),
+            (Cmd::Append(_, tx), _) => Reply::Append(tx),
             (Cmd::Index(..) | Cmd::Record(_), _) => Reply::None,
         }
     }
@@ -1287,7 +1153,7 @@ mod tests {
         }
     }
 
-    /// Writes `events` as one journal batch in segment `segment`, as the journal thread does.
+    /// Writes `events` as one journal batch in segment `segment`, as the writer does.
     fn journal_batch(dir: &Path, segment: u64, events: &[NewEvent]) {
         let jdir = dir.join(JOURNAL_DIR);
         std::fs::create_dir_all(&jdir).expect("mkdir");
