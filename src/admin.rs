@@ -1,5 +1,6 @@
-//! The admin listener, on its own address: `/healthz` (the process answers) and `/readyz`
-//! (listeners are open and the process is not draining), which need no token, and the admin
+//! The admin listener, on its own address: `/healthz` (the process answers), `/readyz`
+//! (listeners are open and the process is not draining) and `/metrics` (Prometheus), which
+//! need no token, and the admin
 //! API under `/api/v1/` (events, dead letters, replay), which needs the bearer token (see
 //! [`api`]).
 
@@ -74,6 +75,9 @@ async fn answer(
     if api::is_api(req.uri().path()) {
         return Ok(api::answer(&shared, peer, req).await);
     }
+    if req.uri().path() == "/metrics" && matches!(*req.method(), Method::GET | Method::HEAD) {
+        return Ok(metrics(&shared).await);
+    }
     let (status, body) = match (req.method(), req.uri().path()) {
         (&Method::GET | &Method::HEAD, "/healthz") => (StatusCode::OK, "ok\n"),
         (&Method::GET | &Method::HEAD, "/readyz") => {
@@ -83,7 +87,9 @@ async fn answer(
                 (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
             }
         }
-        (_, "/healthz" | "/readyz") => (StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
+        (_, "/healthz" | "/readyz" | "/metrics") => {
+            (StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
+        }
         _ => (StatusCode::NOT_FOUND, "not found\n"),
     };
     let mut resp = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
@@ -101,4 +107,37 @@ async fn answer(
         header::HeaderValue::from_static("no-store"),
     );
     Ok(resp)
+}
+
+/// `/metrics`: state gauges refreshed, then the registry in the Prometheus text format.
+async fn metrics(shared: &Shared) -> Response<Full<Bytes>> {
+    let m = crate::metrics::get();
+    if let Some(engine) = &shared.delivery {
+        engine.observe();
+        match engine.queue().gauges().await {
+            Ok((disk, dead)) => {
+                m.queue_disk.set(i64::try_from(disk).unwrap_or(i64::MAX));
+                m.dead_letters.reset();
+                for target in shared.snapshot.load().config.targets.keys() {
+                    m.dead_letters.with_label_values(&[target]).set(0);
+                }
+                for (target, n) in dead {
+                    m.dead_letters
+                        .with_label_values(&[&target])
+                        .set(i64::try_from(n).unwrap_or(i64::MAX));
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "metrics: cannot read the queue's gauges"),
+        }
+    }
+    let mut resp = Response::new(Full::new(Bytes::from(m.encode())));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+    );
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    resp
 }

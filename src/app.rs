@@ -108,6 +108,7 @@ pub async fn run(prepared: Prepared, shutdown: impl Future<Output = ()>) -> anyh
         forwarder,
         delivery,
     });
+    crate::metrics::config_applied(&shared.snapshot.load());
     let (stop_tx, stop_rx) = watch::channel(false);
     let connections = Arc::new(Semaphore::new(limits.max_connections));
     let health = Arc::new(Health::default());

@@ -161,6 +161,35 @@ impl Engine {
         )
     }
 
+    /// Sets the per-target gauges: deliveries waiting or in flight, the oldest waiting one's
+    /// age, the breaker's state.
+    pub(crate) fn observe(&self) {
+        let m = crate::metrics::get();
+        let now = now_ms();
+        let Ok(workers) = self.workers.lock() else {
+            return;
+        };
+        for (name, w) in workers.iter() {
+            let Ok(st) = w.state.lock() else {
+                continue;
+            };
+            let depth = i64::try_from(st.scheduled.len()).unwrap_or(i64::MAX);
+            let oldest = st
+                .due
+                .iter()
+                .filter(|Reverse(j)| st.scheduled.get(&j.id) == Some(&j.seq))
+                .map(|Reverse(j)| j.pending.round_started_ms)
+                .min();
+            m.queue_depth.with_label_values(&[name]).set(depth);
+            m.oldest_pending
+                .with_label_values(&[name])
+                .set(oldest.map_or(0.0, |t| (now - t).max(0) as f64 / 1000.0));
+            m.breaker_state
+                .with_label_values(&[name])
+                .set(st.breaker.state(now));
+        }
+    }
+
     /// Schedules the first attempts of a freshly stored event.
     pub(crate) fn enqueue(self: &Arc<Self>, event: Arc<StoredEvent>, targets: &[String]) {
         let id: Arc<str> = Arc::from(event.id.as_str());
@@ -325,6 +354,9 @@ async fn attempt(engine: Arc<Engine>, w: Arc<Worker>, target: Arc<Target>, mut j
     let started = Instant::now();
     let result = send(&engine.pool, &target, &event, n).await;
     let latency = started.elapsed();
+    crate::metrics::get()
+        .attempt(&w.name)
+        .observe(latency.as_secs_f64());
     let (status, error, verdict) = match result {
         Ok((status, retry_after)) => {
             let v = retry::classify(status, retry_after);
@@ -357,6 +389,27 @@ async fn attempt(engine: Arc<Engine>, w: Arc<Worker>, target: Arc<Target>, mut j
         error = error.as_deref(),
         "delivery"
     );
+    let metrics = crate::metrics::get();
+    match state {
+        DeliveryState::Delivered => metrics
+            .deliveries
+            .with_label_values(&[&event.route, &w.name, "delivered"])
+            .inc(),
+        DeliveryState::Dead => {
+            metrics
+                .deliveries
+                .with_label_values(&[&event.route, &w.name, "dead"])
+                .inc();
+            metrics
+                .dead_letters_added
+                .with_label_values(&[&event.route, &w.name])
+                .inc();
+        }
+        DeliveryState::Pending => metrics
+            .retries
+            .with_label_values(&[&event.route, &w.name])
+            .inc(),
+    }
     engine.queue.record(AttemptRecord {
         event_id: event.id.clone(),
         target: w.name.clone(),

@@ -67,7 +67,9 @@ pub(crate) async fn handle(
     let snap = shared.snapshot.load_full();
     let (mut parts, body) = req.into_parts();
     let outcome = process(&shared, &snap, &conn, &mut parts, body).await;
-    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let elapsed = started.elapsed().as_secs_f64();
+    let elapsed_ms = elapsed * 1000.0;
+    let metrics = crate::metrics::get();
     let peer = conn.peer.ip().to_canonical();
     let response = match outcome {
         Ok(Handled {
@@ -77,8 +79,10 @@ pub(crate) async fn handle(
             id,
             response: resp,
         }) => {
+            let route_name = snap.config.routes[admitted.route].name.as_str();
+            metrics.request(route_name, outcome, elapsed);
             tracing::info!(
-                route = %snap.config.routes[admitted.route].name,
+                route = route_name,
                 outcome,
                 status = resp.status().as_u16(),
                 method = %parts.method,
@@ -99,7 +103,16 @@ pub(crate) async fn handle(
         }) => {
             let route_name = route
                 .map(|i| snap.config.routes[i].name.as_str())
-                .unwrap_or("_none");
+                .unwrap_or(crate::metrics::NO_ROUTE);
+            metrics.request(route_name, rejection.as_label(), elapsed);
+            match rejection {
+                Rejection::Unverified(f) => metrics
+                    .verification_failures
+                    .with_label_values(&[route_name, f.as_label()])
+                    .inc(),
+                Rejection::IpNotAllowed => metrics.ip_denied.with_label_values(&[route_name]).inc(),
+                _ => {}
+            }
             tracing::info!(
                 route = route_name,
                 outcome = "rejected",
@@ -157,6 +170,10 @@ async fn process(
     let route = &snap.config.routes[route_index];
 
     let body = read_body(body, route.max_body, snap).await.map_err(fail)?;
+    crate::metrics::get()
+        .request_body
+        .with_label_values(&[&route.name])
+        .observe(body.len() as f64);
 
     if let Some(verifier) = &snap.runtime[route_index].verifier {
         // Only a few schemes sign the URL; the others need not have it built.

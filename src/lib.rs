@@ -27,6 +27,7 @@ mod forward;
 mod glob;
 mod ingress;
 mod listener;
+mod metrics;
 mod pipeline;
 mod queue;
 mod reload;

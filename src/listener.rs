@@ -168,9 +168,13 @@ impl Connection {
                         .await
                     }
                     Ok(Err(e)) => {
+                        crate::metrics::get().tls_handshake_failures.inc();
                         tracing::debug!(peer = %self.peer, error = %e, "TLS handshake failed")
                     }
-                    Err(_) => tracing::debug!(peer = %self.peer, "TLS handshake timed out"),
+                    Err(_) => {
+                        crate::metrics::get().tls_handshake_failures.inc();
+                        tracing::debug!(peer = %self.peer, "TLS handshake timed out")
+                    }
                 }
             }
         }

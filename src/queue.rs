@@ -327,6 +327,13 @@ impl Queue {
         }
     }
 
+    /// What the metrics need: bytes on disk and dead letters per target.
+    pub(crate) async fn gauges(&self) -> Result<(u64, Vec<(String, u64)>), QueueError> {
+        match self {
+            Queue::Embedded(q) => q.gauges().await,
+        }
+    }
+
     /// Sizes and counts.
     pub(crate) async fn stats(&self) -> Result<Stats, QueueError> {
         match self {

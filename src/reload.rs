@@ -70,6 +70,19 @@ pub(crate) async fn run(path: PathBuf, shared: Arc<Shared>, mut shutdown: watch:
 
 /// Loads, validates and swaps in the config at `path`. Returns whether it was applied.
 pub(crate) fn reload(path: &Path, shared: &Shared) -> bool {
+    let applied = try_reload(path, shared);
+    let m = crate::metrics::get();
+    m.reloads
+        .with_label_values(&[if applied { "success" } else { "failure" }])
+        .inc();
+    m.last_reload_success.set(i64::from(applied));
+    if applied {
+        crate::metrics::config_applied(&shared.snapshot.load());
+    }
+    applied
+}
+
+fn try_reload(path: &Path, shared: &Shared) -> bool {
     let old = shared.snapshot.load_full();
     let config = match config::load(path) {
         Ok(c) => c,

@@ -138,6 +138,15 @@ impl Breaker {
         }
     }
 
+    /// For the metric: 0 closed, 1 half-open (probing), 2 open.
+    pub(crate) fn state(&self, now: i64) -> i64 {
+        match self.open_until {
+            None => 0,
+            Some(t) if now < t => 2,
+            Some(_) => 1,
+        }
+    }
+
     /// Whether the breaker holds deliveries back (open or half-open).
     pub(crate) fn is_open(&self) -> bool {
         self.open_until.is_some()

@@ -137,6 +137,13 @@ fn file_error(what: &str, path: &Path, e: &rustls_pki_types::pem::Error) -> Stri
     }
 }
 
+/// When the leaf certificate in the PEM file `path` expires (notAfter), unix seconds.
+pub(crate) fn not_after(path: &Path) -> Option<i64> {
+    let leaf = CertificateDer::pem_file_iter(path).ok()?.next()?.ok()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
+    Some(cert.validity().not_after.timestamp())
+}
+
 /// The DNS names of a certificate's subject alternative names, lowercase.
 fn dns_names(der: &CertificateDer<'_>) -> Result<Vec<String>, String> {
     let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).map_err(|e| e.to_string())?;

@@ -400,6 +400,26 @@ impl Embedded {
         .await
     }
 
+    pub(crate) async fn gauges(&self) -> Result<(u64, Vec<(String, u64)>), QueueError> {
+        let page_size = self.page_size;
+        let wal = self.dir.join(format!("{DB_FILE}-wal"));
+        let journal_dir = self.dir.join(JOURNAL_DIR);
+        self.read(move |c| {
+            let pages = unsigned(c.query_row("PRAGMA page_count", [], |r| r.get(0))?);
+            let disk = pages * page_size
+                + std::fs::metadata(&wal).map_or(0, |m| m.len())
+                + journal::size(&journal_dir);
+            let mut st = c.prepare_cached(
+                "SELECT target, count(*) FROM deliveries WHERE state = 2 GROUP BY target",
+            )?;
+            let dead = st
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, unsigned(r.get(1)?))))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok((disk, dead))
+        })
+        .await
+    }
+
     pub(crate) async fn stats(&self) -> Result<Stats, QueueError> {
         let page_size = self.page_size;
         let wal = self.dir.join(format!("{DB_FILE}-wal"));

@@ -18,6 +18,8 @@ mod forward;
 mod interop;
 /// Startup, admin probes, timeouts, connection cap, graceful shutdown.
 mod lifecycle;
+/// `/metrics`: exact values, promtool, bounded series.
+mod metrics;
 /// Reload on SIGHUP and file change; certificates too.
 mod reload;
 /// TLS: versions, key types, SNI, HTTP/2 by ALPN.
