@@ -134,6 +134,7 @@ pub async fn run(prepared: Prepared, shutdown: impl Future<Output = ()>) -> anyh
     if shared.delivery.is_some() {
         tasks.spawn(retention(shared.clone()));
     }
+    tasks.spawn(crate::alerts::run(shared.clone()));
     health.set_ready(true);
     tracing::info!(generation, "hookrouter started");
 

@@ -21,6 +21,7 @@ pub mod path;
 pub mod verify;
 
 mod admin;
+mod alerts;
 mod client_ip;
 mod delivery;
 mod forward;

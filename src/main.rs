@@ -18,10 +18,21 @@ struct Cli {
     #[command(subcommand)]
     command: Command,
     /// Log format.
-    #[arg(long, global = true, value_enum, default_value = "text")]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "HOOKROUTER_LOG_FORMAT"
+    )]
     log_format: LogFormat,
     /// Log level or filter (`info`, `warn`, `hookrouter=debug`).
-    #[arg(long, global = true, default_value = "info")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "info",
+        env = "HOOKROUTER_LOG_LEVEL"
+    )]
     log_level: String,
 }
 

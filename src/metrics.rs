@@ -48,6 +48,8 @@ pub(crate) struct Metrics {
     pub(crate) last_reload_success: IntGauge,
     pub(crate) tls_handshake_failures: IntCounter,
     pub(crate) certificate_expiry: prometheus::GaugeVec,
+    /// Firing instances of each built-in alert rule.
+    pub(crate) alerts_firing: IntGaugeVec,
 }
 
 /// Request latencies: 0.5 ms to 30 s.
@@ -231,6 +233,12 @@ impl Metrics {
                 "When a served certificate expires (notAfter), unix seconds.",
                 &["listener", "certificate"],
             ),
+            alerts_firing: gauge(
+                &r,
+                "hookrouter_alerts_firing",
+                "Instances of a built-in alert rule firing now.",
+                &["alert"],
+            ),
             registry: r,
         }
     }
@@ -243,6 +251,11 @@ impl Metrics {
             tracing::error!(error = %e, "cannot encode metrics");
         }
         out
+    }
+
+    /// The current values of every metric (what the alerts read).
+    pub(crate) fn gather(&self) -> Vec<prometheus::proto::MetricFamily> {
+        self.registry.gather()
     }
 
     /// A route's request counter for `outcome`.

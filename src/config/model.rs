@@ -27,6 +27,8 @@ pub struct Config {
     pub targets: BTreeMap<String, Target>,
     /// Routes in file order.
     pub routes: Vec<Route>,
+    /// Alert rules and notification receivers (none when `alerts:` is absent).
+    pub alerts: Alerts,
 }
 
 /// One public listener.
@@ -275,6 +277,235 @@ impl Verify {
                 .is_some_and(|g| g.template.contains("{url}")),
             _ => false,
         }
+    }
+}
+
+/// `alerts:`: rules the router evaluates itself, and where notifications go.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Alerts {
+    /// `evaluate_every` (10s): how often rules are evaluated.
+    pub evaluate_every: Duration,
+    /// `repeat` (4h): how often a still-firing alert is sent again.
+    pub repeat: Duration,
+    /// Rules in file order; names are unique.
+    pub rules: Vec<AlertRule>,
+    /// Receivers; every notification goes to each of them.
+    pub notify: Vec<Notify>,
+}
+
+impl Default for Alerts {
+    fn default() -> Self {
+        Alerts {
+            evaluate_every: Duration::from_secs(10),
+            repeat: Duration::from_secs(4 * 3600),
+            rules: Vec::new(),
+            notify: Vec::new(),
+        }
+    }
+}
+
+/// One `alerts.rules[]` entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertRule {
+    /// `name`: unique among rules; same charset as route/target names.
+    pub name: String,
+    /// From `when: "<signal> <op> <number>"`.
+    pub signal: Signal,
+    /// The comparison in `when`.
+    pub op: Comparison,
+    /// The number in `when` (finite).
+    pub threshold: f64,
+    /// `for` (0s): how long the condition must hold before the alert fires.
+    pub hold: Duration,
+    /// `window` (5m): the sliding window counts and ratios are taken over; more than 0.
+    pub window: Duration,
+    /// `baseline` (1h): for `traffic_ratio` only, the span before the window whose average rate
+    /// the window's rate is compared with; more than 0.
+    pub baseline: Duration,
+    /// `min_events` (10): below this many events in the window (for `traffic_ratio`: in the
+    /// baseline) the rule has no data and does not fire.
+    pub min_events: u64,
+    /// `route`: only this route (a defined route name); per-route signals only.
+    pub route: Option<String>,
+    /// `target`: only this target (a defined target name); per-target signals only.
+    pub target: Option<String>,
+    /// `severity` (`warning`): `info`, `warning` or `critical`.
+    pub severity: String,
+}
+
+/// What a rule measures (the first word of `when`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// Per target: failed attempts (retried or dead) / all attempts in the window.
+    DeliveryFailureRatio,
+    /// Per route: verification failures in the window.
+    VerificationFailures,
+    /// Per target: deliveries that became dead letters in the window.
+    DeadLettersAdded,
+    /// Per target: age of the oldest waiting delivery, seconds.
+    OldestPendingSeconds,
+    /// Per route: requests per second in the window / requests per second in the baseline.
+    TrafficRatio,
+    /// Per served certificate: days until it expires.
+    CertificateExpiryDays,
+    /// 1 when the last config reload failed, else 0.
+    ReloadFailed,
+}
+
+impl Signal {
+    /// Every signal, in the order the documentation lists them.
+    pub const ALL: [Signal; 7] = [
+        Signal::DeliveryFailureRatio,
+        Signal::VerificationFailures,
+        Signal::DeadLettersAdded,
+        Signal::OldestPendingSeconds,
+        Signal::TrafficRatio,
+        Signal::CertificateExpiryDays,
+        Signal::ReloadFailed,
+    ];
+
+    /// Its name in `when`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Signal::DeliveryFailureRatio => "delivery_failure_ratio",
+            Signal::VerificationFailures => "verification_failures",
+            Signal::DeadLettersAdded => "dead_letters_added",
+            Signal::OldestPendingSeconds => "oldest_pending_seconds",
+            Signal::TrafficRatio => "traffic_ratio",
+            Signal::CertificateExpiryDays => "certificate_expiry_days",
+            Signal::ReloadFailed => "reload_failed",
+        }
+    }
+
+    /// The signal named `name` in `when`.
+    pub fn from_name(name: &str) -> Option<Signal> {
+        Signal::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
+    /// Measured per route (a rule may narrow it with `route`).
+    pub fn per_route(self) -> bool {
+        matches!(self, Signal::VerificationFailures | Signal::TrafficRatio)
+    }
+
+    /// Measured per target (a rule may narrow it with `target`).
+    pub fn per_target(self) -> bool {
+        matches!(
+            self,
+            Signal::DeliveryFailureRatio | Signal::DeadLettersAdded | Signal::OldestPendingSeconds
+        )
+    }
+}
+
+/// The comparison in `when`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Comparison {
+    /// `>`
+    Above,
+    /// `>=`
+    AtLeast,
+    /// `<`
+    Below,
+    /// `<=`
+    AtMost,
+}
+
+impl Comparison {
+    /// Whether `value` compares to `threshold` this way; never for NaN.
+    pub fn holds(self, value: f64, threshold: f64) -> bool {
+        match self {
+            Comparison::Above => value > threshold,
+            Comparison::AtLeast => value >= threshold,
+            Comparison::Below => value < threshold,
+            Comparison::AtMost => value <= threshold,
+        }
+    }
+
+    /// Its symbol in `when`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Comparison::Above => ">",
+            Comparison::AtLeast => ">=",
+            Comparison::Below => "<",
+            Comparison::AtMost => "<=",
+        }
+    }
+
+    /// The comparison written `symbol` in `when`.
+    pub fn from_symbol(symbol: &str) -> Option<Comparison> {
+        [
+            Comparison::Above,
+            Comparison::AtLeast,
+            Comparison::Below,
+            Comparison::AtMost,
+        ]
+        .into_iter()
+        .find(|c| c.as_str() == symbol)
+    }
+}
+
+/// One `alerts.notify[]` receiver.
+#[derive(Clone, PartialEq)]
+pub struct Notify {
+    /// `url`: absolute `http://` or `https://`. It may carry a token (Slack webhook URLs do),
+    /// so `Debug` shows only its scheme and host.
+    pub url: Uri,
+    /// `format` (`json`): the body's shape.
+    pub format: NotifyFormat,
+    /// `timeout` (5s) per send attempt; more than 0.
+    pub timeout: Duration,
+}
+
+impl Notify {
+    /// The URL with everything after the host hidden, for logs: `https://hooks.slack.com/***`.
+    pub fn redacted_url(&self) -> String {
+        format!(
+            "{}://{}/***",
+            self.url.scheme_str().unwrap_or("http"),
+            self.url.host().unwrap_or("")
+        )
+    }
+}
+
+impl fmt::Debug for Notify {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Notify")
+            .field("url", &self.redacted_url())
+            .field("format", &self.format)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// `alerts.notify[].format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotifyFormat {
+    /// A JSON object per alert (hookrouter's own shape).
+    Json,
+    /// A Slack incoming-webhook message.
+    Slack,
+    /// The Alertmanager `POST /api/v2/alerts` body.
+    Alertmanager,
+}
+
+impl NotifyFormat {
+    /// Its name in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotifyFormat::Json => "json",
+            NotifyFormat::Slack => "slack",
+            NotifyFormat::Alertmanager => "alertmanager",
+        }
+    }
+
+    /// The format named `name` in the config.
+    pub fn from_name(name: &str) -> Option<NotifyFormat> {
+        [
+            NotifyFormat::Json,
+            NotifyFormat::Slack,
+            NotifyFormat::Alertmanager,
+        ]
+        .into_iter()
+        .find(|f| f.as_str() == name)
     }
 }
 

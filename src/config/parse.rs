@@ -12,8 +12,9 @@ use http::{HeaderName, Method, Uri};
 
 use super::{
     model::{
-        Admin, CertKey, Config, Defaults, Deliver, Embedded, Listen, Mode, OnUnknown, Queue, Retry,
-        Route, Secret, Server, Sign, Target, Verify, VersionSpec,
+        Admin, AlertRule, Alerts, CertKey, Comparison, Config, Defaults, Deliver, Embedded, Listen,
+        Mode, Notify, NotifyFormat, OnUnknown, Queue, Retry, Route, Secret, Server, Sign, Signal,
+        Target, Verify, VersionSpec,
     },
     yaml::{Map, Node, Reader, Text, location},
 };
@@ -42,6 +43,20 @@ const DEFAULT_QUEUE_PATH: &str = "./data";
 const DEFAULT_VERSION_HEADER: &str = "webhook-version";
 /// The only `sign.scheme` for now.
 const SIGN_SCHEME: &str = "standard-webhooks";
+/// Built-in `alerts.rules[].window`.
+const DEFAULT_ALERT_WINDOW: Duration = Duration::from_secs(5 * 60);
+/// Built-in `alerts.rules[].baseline` (`traffic_ratio`).
+const DEFAULT_ALERT_BASELINE: Duration = Duration::from_secs(3600);
+/// Built-in `alerts.rules[].min_events`: fewer events than this say nothing about a ratio.
+const DEFAULT_ALERT_MIN_EVENTS: u64 = 10;
+/// Largest `alerts.rules[].min_events`.
+const MAX_ALERT_MIN_EVENTS: u64 = 1_000_000_000;
+/// `alerts.rules[].severity` values; the second is the default.
+const SEVERITIES: [&str; 3] = ["info", "warning", "critical"];
+/// Built-in `alerts.notify[].timeout`.
+const DEFAULT_NOTIFY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How a rule's `when` is written, for hints.
+const WHEN_EXAMPLE: &str = "`when: \"delivery_failure_ratio > 0.05\"`";
 
 /// Settings under `server:` and their built-in values.
 const DEFAULT_SERVER: Server = Server {
@@ -103,27 +118,43 @@ pub(crate) fn config(r: &mut Reader<'_>, root: &Node<'_>, source: PathBuf) -> Op
         None => (BTreeMap::new(), Some(Vec::new())),
     };
     let mut refs = Vec::new();
+    // The names of all routes (valid or not), for references from alert rules; those are not
+    // checked when `routes:` itself is unreadable.
+    let mut route_names = Vec::new();
+    let routes_readable = m
+        .get("routes")
+        .is_none_or(|n| matches!(n.data, saphyr::YamlData::Sequence(_)));
     let routes: Vec<Placed<Route>> = match m.get("routes") {
         Some(n) => r
             .seq(n, "routes")
             .into_iter()
             .enumerate()
             .filter_map(|(index, (n, p))| {
-                route(r, n, &p, &defaults, &mut refs).map(|(item, shown)| Placed {
-                    item,
-                    index,
-                    location: location(n),
-                    shown,
+                route(r, n, &p, &defaults, &mut refs, &mut route_names).map(|(item, shown)| {
+                    Placed {
+                        item,
+                        index,
+                        location: location(n),
+                        shown,
+                    }
                 })
             })
             .collect(),
         None => Vec::new(),
     };
+    let mut route_refs = Vec::new();
+    let alerts = match m.get("alerts") {
+        Some(n) => alerts(r, n, "alerts", &mut refs, &mut route_refs),
+        None => Alerts::default(),
+    };
     m.finish(r);
 
     check_listeners(r, &listen, admin.as_ref());
     if let Some(names) = &target_names {
-        check_targets(r, names, refs);
+        check_references(r, "target", "targets", names, refs);
+    }
+    if routes_readable {
+        check_references(r, "route", "routes", &route_names, route_refs);
     }
     check_routes(r, &routes);
 
@@ -139,6 +170,7 @@ pub(crate) fn config(r: &mut Reader<'_>, root: &Node<'_>, source: PathBuf) -> Op
         queue,
         targets,
         routes,
+        alerts,
     })
 }
 
@@ -659,7 +691,8 @@ fn route(
     node: &Node<'_>,
     path: &str,
     defaults: &Defaults,
-    refs: &mut Vec<TargetRef>,
+    refs: &mut Vec<Reference>,
+    names: &mut Vec<String>,
 ) -> Option<(Route, Shown)> {
     let mut m = r.map(node, path)?;
     let name = required(
@@ -671,6 +704,7 @@ fn route(
     )
     .and_then(|(n, p)| {
         let t = r.non_empty(n, &p, "the route name")?;
+        names.push(t.value.clone());
         if !valid_name(&t.value) {
             r.error(
                 n,
@@ -1079,8 +1113,9 @@ fn methods(r: &mut Reader<'_>, node: &Node<'_>, path: &str) -> Vec<Method> {
     out
 }
 
-/// A `deliver[].target` reference, kept with its position until all targets are known.
-struct TargetRef {
+/// A reference to a target (`deliver[].target`, `alerts.rules[].target`) or a route
+/// (`alerts.rules[].route`) by name, kept with its position until all names are known.
+struct Reference {
     name: String,
     shown: String,
     location: Option<super::Location>,
@@ -1102,7 +1137,7 @@ fn deliver(
     node: &Node<'_>,
     path: &str,
     context: &DeliverContext,
-    refs: &mut Vec<TargetRef>,
+    refs: &mut Vec<Reference>,
 ) -> Vec<Deliver> {
     let items = r.seq(node, path);
     if items.is_empty() && matches!(&node.data, saphyr::YamlData::Sequence(_)) {
@@ -1161,7 +1196,7 @@ fn deliver(
                 ),
                 None => seen.push((target.value.clone(), p.clone())),
             }
-            refs.push(TargetRef {
+            refs.push(Reference {
                 name: target.value.clone(),
                 shown: target.to_string(),
                 location: loc,
@@ -1301,6 +1336,368 @@ fn version(r: &mut Reader<'_>, node: &Node<'_>, path: &str) -> Option<VersionSpe
     })
 }
 
+/// `alerts: { evaluate_every, repeat, rules, notify }`. Rules' `target` and `route` names go to
+/// `target_refs` and `route_refs`, checked once all names are known.
+fn alerts(
+    r: &mut Reader<'_>,
+    node: &Node<'_>,
+    path: &str,
+    target_refs: &mut Vec<Reference>,
+    route_refs: &mut Vec<Reference>,
+) -> Alerts {
+    let mut a = Alerts::default();
+    let Some(mut m) = r.map(node, path) else {
+        return a;
+    };
+    for (key, slot) in [
+        ("evaluate_every", &mut a.evaluate_every),
+        ("repeat", &mut a.repeat),
+    ] {
+        if let Some(d) = m
+            .get(key)
+            .and_then(|n| positive_duration(r, n, &m.path(key)))
+        {
+            *slot = d;
+        }
+    }
+    if let Some(n) = m.get("rules") {
+        // Rule names so far, with the path of the rule that has it.
+        let mut seen: Vec<(String, String)> = Vec::new();
+        for (rn, rp) in r.seq(n, &m.path("rules")) {
+            if let Some(rule) = alert_rule(r, rn, &rp, &mut seen, target_refs, route_refs) {
+                a.rules.push(rule);
+            }
+        }
+    }
+    if let Some(n) = m.get("notify") {
+        a.notify = r
+            .seq(n, &m.path("notify"))
+            .into_iter()
+            .filter_map(|(n, p)| notify(r, n, &p))
+            .collect();
+    }
+    m.finish(r);
+    a
+}
+
+/// One `alerts.rules[]` entry: `{ name, when, for, window, baseline, min_events, route, target,
+/// severity }`.
+fn alert_rule(
+    r: &mut Reader<'_>,
+    node: &Node<'_>,
+    path: &str,
+    seen: &mut Vec<(String, String)>,
+    target_refs: &mut Vec<Reference>,
+    route_refs: &mut Vec<Reference>,
+) -> Option<AlertRule> {
+    let mut m = r.map(node, path)?;
+    let name = required(
+        r,
+        &mut m,
+        node,
+        "name",
+        "a unique rule name, e.g. `name: billing-failing`",
+    )
+    .and_then(|(n, p)| {
+        let t = r.non_empty(n, &p, "the rule name")?;
+        if !valid_name(&t.value) {
+            r.error(
+                n,
+                &p,
+                format!("{t} is not a valid rule name: use letters, digits, `-` and `_`"),
+            );
+            return None;
+        }
+        match seen.iter().find(|(name, _)| *name == t.value) {
+            Some((_, first)) => r.error(
+                n,
+                &p,
+                format!("rule name {t} is also used by {first}: names must be unique"),
+            ),
+            None => seen.push((t.value.clone(), path.to_string())),
+        }
+        Some(t.value)
+    });
+    let when = required(
+        r,
+        &mut m,
+        node,
+        "when",
+        &format!("the condition, e.g. {WHEN_EXAMPLE}"),
+    )
+    .and_then(|(n, p)| condition(r, n, &p));
+    let signal = when.map(|(s, _, _)| s);
+    let hold = match m.get("for") {
+        Some(n) => r.duration(n, &m.path("for")),
+        None => Some(Duration::ZERO),
+    };
+    let window = match m.get("window") {
+        Some(n) => positive_duration(r, n, &m.path("window")),
+        None => Some(DEFAULT_ALERT_WINDOW),
+    };
+    let baseline = match m.get("baseline") {
+        Some(n) => {
+            let p = m.path("baseline");
+            let d = positive_duration(r, n, &p);
+            if let Some(s) = signal.filter(|s| *s != Signal::TrafficRatio) {
+                r.error(
+                    n,
+                    &p,
+                    format!(
+                        "`baseline` applies to `traffic_ratio` only, not `{}`: remove it",
+                        s.as_str()
+                    ),
+                );
+            }
+            d
+        }
+        None => Some(DEFAULT_ALERT_BASELINE),
+    };
+    let min_events = match m.get("min_events") {
+        Some(n) => r.integer(n, &m.path("min_events"), 0..=MAX_ALERT_MIN_EVENTS),
+        None => Some(DEFAULT_ALERT_MIN_EVENTS),
+    };
+    let route = m
+        .get("route")
+        .and_then(|n| scope(r, n, &m.path("route"), Scope::Route, signal, route_refs));
+    let target = m
+        .get("target")
+        .and_then(|n| scope(r, n, &m.path("target"), Scope::Target, signal, target_refs));
+    let severity = match m.get("severity") {
+        Some(n) => {
+            let p = m.path("severity");
+            r.text(n, &p).and_then(|t| {
+                let v = t.value.trim();
+                if let Some(s) = SEVERITIES.iter().find(|s| **s == v) {
+                    return Some(s.to_string());
+                }
+                r.error(
+                    n,
+                    &p,
+                    format!("{t} is not a severity: use `info`, `warning` or `critical`"),
+                );
+                None
+            })
+        }
+        None => Some(SEVERITIES[1].to_string()),
+    };
+    m.finish(r);
+    let (signal, op, threshold) = when?;
+    Some(AlertRule {
+        name: name?,
+        signal,
+        op,
+        threshold,
+        hold: hold?,
+        window: window?,
+        baseline: baseline?,
+        min_events: min_events?,
+        route,
+        target,
+        severity: severity?,
+    })
+}
+
+/// A rule's `when: "<signal> <op> <number>"`.
+fn condition(r: &mut Reader<'_>, node: &Node<'_>, path: &str) -> Option<(Signal, Comparison, f64)> {
+    let t = r.non_empty(node, path, "the condition")?;
+    // A part of the condition as quoted in messages; a referenced value is named, not shown.
+    let quote = |part: &str| {
+        if t.is_referenced() {
+            t.to_string()
+        } else {
+            format!("`{part}`")
+        }
+    };
+    let parts: Vec<&str> = t.value.split_whitespace().collect();
+    let [signal, op, number] = parts[..] else {
+        r.error(
+            node,
+            path,
+            format!("{t} is not a condition: write `<signal> <op> <number>` separated by spaces, e.g. {WHEN_EXAMPLE}"),
+        );
+        return None;
+    };
+    let signal = match Signal::from_name(signal) {
+        Some(s) => Some(s),
+        None => {
+            let names: Vec<&str> = Signal::ALL.iter().map(|s| s.as_str()).collect();
+            let hint = super::yaml::closest(signal, &names)
+                .filter(|_| !t.is_referenced())
+                .map(|c| format!("did you mean `{c}`? "))
+                .unwrap_or_default();
+            r.error(
+                node,
+                path,
+                format!(
+                    "{} is not a signal: {hint}use one of {}",
+                    quote(signal),
+                    names.join(", ")
+                ),
+            );
+            None
+        }
+    };
+    let op = match Comparison::from_symbol(op) {
+        Some(c) => Some(c),
+        None => {
+            r.error(
+                node,
+                path,
+                format!(
+                    "{} is not a comparison: use `>`, `>=`, `<` or `<=`, e.g. {WHEN_EXAMPLE}",
+                    quote(op)
+                ),
+            );
+            None
+        }
+    };
+    let threshold = match number.parse::<f64>() {
+        Ok(v) if v.is_finite() => Some(v),
+        _ => {
+            r.error(
+                node,
+                path,
+                format!(
+                    "{} is not a number: write the threshold as a plain decimal number, e.g. {WHEN_EXAMPLE} (ratios are fractions: 0.05 is 5%)",
+                    quote(number)
+                ),
+            );
+            None
+        }
+    };
+    Some((signal?, op?, threshold?))
+}
+
+/// Which of a rule's narrowing keys is read.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    Route,
+    Target,
+}
+
+/// A rule's `route` or `target`, when the rule's signal is measured that way (or is broken, so
+/// cannot tell); the name is checked to exist once all are known.
+fn scope(
+    r: &mut Reader<'_>,
+    node: &Node<'_>,
+    path: &str,
+    scope: Scope,
+    signal: Option<Signal>,
+    refs: &mut Vec<Reference>,
+) -> Option<String> {
+    let (key, other, applies): (&str, &str, fn(Signal) -> bool) = match scope {
+        Scope::Route => ("route", "target", Signal::per_route),
+        Scope::Target => ("target", "route", Signal::per_target),
+    };
+    let t = r.non_empty(node, path, &format!("the {key} name"))?;
+    if let Some(signal) = signal
+        && !applies(signal)
+    {
+        let fits_other = match scope {
+            Scope::Route => signal.per_target(),
+            Scope::Target => signal.per_route(),
+        };
+        let message = if fits_other {
+            format!(
+                "`{}` is measured per {other}, not per {key}: use `{other}: NAME` to narrow it, or remove `{key}`",
+                signal.as_str()
+            )
+        } else {
+            let narrowed: Vec<&str> = Signal::ALL
+                .into_iter()
+                .filter(|s| applies(*s))
+                .map(Signal::as_str)
+                .collect();
+            let (last, rest) = narrowed.split_last().unwrap_or((&"", &[]));
+            format!(
+                "`{}` is not measured per {key}: remove `{key}` (only {} and {last} are)",
+                signal.as_str(),
+                rest.join(", ")
+            )
+        };
+        r.error(node, path, message);
+        return None;
+    }
+    refs.push(Reference {
+        name: t.value.clone(),
+        shown: t.to_string(),
+        location: location(node),
+        path: path.to_string(),
+    });
+    Some(t.value)
+}
+
+/// One `alerts.notify[]` receiver: `{ url, format, timeout }`.
+fn notify(r: &mut Reader<'_>, node: &Node<'_>, path: &str) -> Option<Notify> {
+    let mut m = r.map(node, path)?;
+    let url = required(
+        r,
+        &mut m,
+        node,
+        "url",
+        "where notifications are sent, e.g. `url: \"${env:SLACK_WEBHOOK_URL}\"`",
+    )
+    .and_then(|(n, p)| notify_url(r, n, &p));
+    let format = match m.get("format") {
+        Some(n) => {
+            let p = m.path("format");
+            r.text(n, &p).and_then(|t| {
+                let f = NotifyFormat::from_name(t.value.trim());
+                if f.is_none() {
+                    r.error(
+                        n,
+                        &p,
+                        format!("{t} is not a notification format: use `json`, `slack` or `alertmanager`"),
+                    );
+                }
+                f
+            })
+        }
+        None => Some(NotifyFormat::Json),
+    };
+    let timeout = match m.get("timeout") {
+        Some(n) => positive_duration(r, n, &m.path("timeout")),
+        None => Some(DEFAULT_NOTIFY_TIMEOUT),
+    };
+    m.finish(r);
+    Some(Notify {
+        url: url?,
+        format: format?,
+        timeout: timeout?,
+    })
+}
+
+/// A notification URL. It may carry a token (Slack webhook URLs do), so messages never show
+/// it, even when written inline; a referenced one is named by its reference.
+fn notify_url(r: &mut Reader<'_>, node: &Node<'_>, path: &str) -> Option<Uri> {
+    let t = r.non_empty(node, path, "the notification URL")?;
+    let subject = if t.is_referenced() {
+        format!("{t} ")
+    } else {
+        String::new()
+    };
+    let absolute =
+        |u: &Uri| matches!(u.scheme_str(), Some("http") | Some("https")) && u.host().is_some();
+    let Some(uri) = t.value.trim().parse::<Uri>().ok().filter(absolute) else {
+        r.error(
+            node,
+            path,
+            format!("{subject}must be an absolute `http://` or `https://` URL with a host, e.g. `https://hooks.slack.com/services/…` (the value is not shown: notification URLs can carry a token)"),
+        );
+        return None;
+    };
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        r.error(
+            node,
+            path,
+            "credentials in the notification URL are not supported: the URL must not contain `user@`",
+        );
+        return None;
+    }
+    Some(uri)
+}
+
 fn check_listeners(r: &mut Reader<'_>, listen: &[(usize, Listen, String)], admin: Option<&Admin>) {
     let mut seen: HashMap<std::net::SocketAddr, usize> = HashMap::new();
     for (i, l, shown) in listen {
@@ -1327,25 +1724,33 @@ fn check_listeners(r: &mut Reader<'_>, listen: &[(usize, Listen, String)], admin
     }
 }
 
-fn check_targets(r: &mut Reader<'_>, targets: &[String], refs: Vec<TargetRef>) {
-    for TargetRef {
+/// Reports each reference to a `what` (`target`) that is not among the names under
+/// `section:` (`targets`).
+fn check_references(
+    r: &mut Reader<'_>,
+    what: &str,
+    section: &str,
+    names: &[String],
+    refs: Vec<Reference>,
+) {
+    for Reference {
         name,
         shown,
         location: loc,
         path,
     } in refs
     {
-        if !targets.contains(&name) {
-            let known: Vec<&str> = targets.iter().map(String::as_str).collect();
+        if !names.contains(&name) {
+            let known: Vec<&str> = names.iter().map(String::as_str).collect();
             let hint = if known.is_empty() {
-                "no targets are defined: add it under `targets:`".to_string()
+                format!("no {section} are defined: add it under `{section}:`")
             } else {
                 format!(
-                    "define it under `targets:` or use one of: {}",
+                    "define it under `{section}:` or use one of: {}",
                     known.join(", ")
                 )
             };
-            r.error_at(loc, &path, format!("unknown target {shown}: {hint}"));
+            r.error_at(loc, &path, format!("unknown {what} {shown}: {hint}"));
         }
     }
 }
@@ -1417,7 +1822,10 @@ mod tests {
     use std::{path::Path, time::Duration};
 
     use super::show;
-    use crate::config::{Config, Embedded, Mode, OnUnknown, Queue, Retry};
+    use crate::config::{
+        AlertRule, Alerts, Comparison, Config, Embedded, Mode, NotifyFormat, OnUnknown, Queue,
+        Retry, Signal,
+    };
 
     const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
@@ -1573,6 +1981,174 @@ routes:
             assert!(err.contains("targets.billing.sign.secret: "), "{err}");
             assert!(!err.contains(&secret[6..]), "{err}");
         }
+    }
+
+    const SLACK_URL: &str = "https://hooks.slack.com/services/T000/B000/XXXXSECRETTOKEN";
+
+    /// `MINIMAL` with `alerts`, read with `SLACK_URL` in `${env:SLACK_ALERTS_URL}`.
+    fn load_alerts(alerts: &str) -> Result<Config, String> {
+        let env = |name: &str| (name == "SLACK_ALERTS_URL").then(|| SLACK_URL.to_string());
+        crate::config::from_str(
+            &format!("{MINIMAL}{alerts}"),
+            Path::new("r.yaml"),
+            Path::new(""),
+            &env,
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn alerts_default_to_none_and_every_key_is_read() {
+        assert_eq!(load(MINIMAL).alerts, Alerts::default());
+        let d = Alerts::default();
+        assert_eq!(d.evaluate_every, Duration::from_secs(10));
+        assert_eq!(d.repeat, Duration::from_secs(4 * 3600));
+        assert!(d.rules.is_empty() && d.notify.is_empty());
+
+        let c = load_alerts(
+            r#"
+alerts:
+  evaluate_every: 30s
+  repeat: 1h
+  rules:
+    - { name: billing-failing, when: "delivery_failure_ratio > 0.05", for: 10m, window: 15m, min_events: 0, target: billing, severity: critical }
+    - { name: stripe-quiet, when: "traffic_ratio <= 0.2", baseline: 2h, route: stripe }
+    - { name: reload, when: "reload_failed >= 1" }
+    - { name: cert, when: "certificate_expiry_days < 1e1", severity: info }
+  notify:
+    - { url: "${env:SLACK_ALERTS_URL}", format: slack, timeout: 2s }
+    - { url: "http://alertmanager:9093/api/v2/alerts", format: alertmanager }
+    - { url: "https://ops.example.com/hooks/alerts" }
+"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let a = &c.alerts;
+        assert_eq!(a.evaluate_every, Duration::from_secs(30));
+        assert_eq!(a.repeat, Duration::from_secs(3600));
+        assert_eq!(
+            a.rules[0],
+            AlertRule {
+                name: "billing-failing".into(),
+                signal: Signal::DeliveryFailureRatio,
+                op: Comparison::Above,
+                threshold: 0.05,
+                hold: Duration::from_secs(600),
+                window: Duration::from_secs(900),
+                baseline: Duration::from_secs(3600),
+                min_events: 0,
+                route: None,
+                target: Some("billing".into()),
+                severity: "critical".into(),
+            }
+        );
+        assert_eq!(
+            a.rules[1],
+            AlertRule {
+                name: "stripe-quiet".into(),
+                signal: Signal::TrafficRatio,
+                op: Comparison::AtMost,
+                threshold: 0.2,
+                hold: Duration::ZERO,
+                window: Duration::from_secs(300),
+                baseline: Duration::from_secs(7200),
+                min_events: 10,
+                route: Some("stripe".into()),
+                target: None,
+                severity: "warning".into(),
+            }
+        );
+        assert_eq!(
+            (a.rules[2].signal, a.rules[2].op, a.rules[2].threshold),
+            (Signal::ReloadFailed, Comparison::AtLeast, 1.0)
+        );
+        assert_eq!(
+            (a.rules[3].signal, a.rules[3].op, a.rules[3].threshold),
+            (Signal::CertificateExpiryDays, Comparison::Below, 10.0)
+        );
+        assert_eq!(a.rules[3].severity, "info");
+
+        let n = &a.notify;
+        assert_eq!(n.len(), 3);
+        assert_eq!(
+            n[0].url.to_string(),
+            SLACK_URL,
+            "the URL after the reference"
+        );
+        assert_eq!(
+            (n[0].format, n[0].timeout),
+            (NotifyFormat::Slack, Duration::from_secs(2))
+        );
+        assert_eq!(n[1].format, NotifyFormat::Alertmanager);
+        assert_eq!(
+            (n[2].format, n[2].timeout),
+            (NotifyFormat::Json, Duration::from_secs(5))
+        );
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("XXXXSECRETTOKEN"), "{shown}");
+        assert!(shown.contains("https://hooks.slack.com/***"), "{shown}");
+    }
+
+    #[test]
+    fn every_signal_and_format_has_its_name() {
+        for s in Signal::ALL {
+            assert_eq!(Signal::from_name(s.as_str()), Some(s));
+            assert!(!(s.per_route() && s.per_target()), "{s:?}");
+        }
+        let global = Signal::ALL
+            .into_iter()
+            .filter(|s| !s.per_route() && !s.per_target());
+        assert_eq!(
+            global.collect::<Vec<_>>(),
+            [Signal::CertificateExpiryDays, Signal::ReloadFailed]
+        );
+        for f in [
+            NotifyFormat::Json,
+            NotifyFormat::Slack,
+            NotifyFormat::Alertmanager,
+        ] {
+            assert_eq!(NotifyFormat::from_name(f.as_str()), Some(f));
+        }
+    }
+
+    #[test]
+    fn comparisons_hold() {
+        let cases = [
+            (Comparison::Above, [false, false, true]),
+            (Comparison::AtLeast, [false, true, true]),
+            (Comparison::Below, [true, false, false]),
+            (Comparison::AtMost, [true, true, false]),
+        ];
+        for (op, want) in cases {
+            assert_eq!(Comparison::from_symbol(op.as_str()), Some(op));
+            let got = [0.5, 1.0, 1.5].map(|v| op.holds(v, 1.0));
+            assert_eq!(got, want, "{op:?}");
+            assert!(!op.holds(f64::NAN, 1.0), "{op:?} never holds for NaN");
+        }
+        assert!(Comparison::AtLeast.holds(0.0, 0.0));
+        assert!(Comparison::Below.holds(-1.0, 0.0));
+    }
+
+    #[test]
+    fn alert_errors_never_show_the_notify_url() {
+        for url in [
+            r#""${env:SLACK_ALERTS_URL}/x y""#,
+            r#""ftp://hooks.slack.com/services/T000/B000/XXXXSECRETTOKEN""#,
+            r#""hooks.slack.com/services/T000/B000/XXXXSECRETTOKEN""#,
+        ] {
+            let err = load_alerts(&format!("alerts: {{ notify: [{{ url: {url} }}] }}\n"))
+                .expect_err("an invalid notify URL");
+            assert!(err.contains("alerts.notify[0].url: "), "{err}");
+            assert!(!err.contains("XXXXSECRETTOKEN"), "{err}");
+        }
+        let err = load_alerts(
+            "alerts: { notify: [{ url: \"${env:SLACK_ALERTS_URL}\", timeout: 0s }] }\n",
+        )
+        .expect_err("a zero timeout");
+        assert!(
+            err.contains("alerts.notify[0].timeout: must be more than 0"),
+            "{err}"
+        );
+        assert!(!err.contains("XXXXSECRETTOKEN"), "{err}");
     }
 
     #[test]

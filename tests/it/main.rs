@@ -6,6 +6,8 @@ mod support;
 
 /// Admin API and the `dlq` / `events` commands: token, listings, replay.
 mod admin_api;
+/// Built-in alerts: firing after `for`, every receiver format, resolved.
+mod alerts;
 /// Client address and allowlists.
 mod allowlist;
 /// Crash safety: repeated SIGKILL under load loses no acknowledged event.
@@ -18,6 +20,8 @@ mod forward;
 mod interop;
 /// Startup, admin probes, timeouts, connection cap, graceful shutdown.
 mod lifecycle;
+/// JSON logs: a line per request and attempt, no secrets.
+mod logs;
 /// `/metrics`: exact values, promtool, bounded series.
 mod metrics;
 /// Reload on SIGHUP and file change; certificates too.

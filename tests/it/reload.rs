@@ -58,7 +58,7 @@ async fn good_change_applies_under_load_and_in_flight_requests_finish_on_their_c
     router.write_config(&sync_config(&b.url("/in"), ""));
     router.signal("HUP");
     assert!(
-        router.wait_log("configuration reloaded", Duration::from_secs(3)),
+        router.wait_log("configuration reloaded", Duration::from_secs(10)),
         "{}",
         router.logs()
     );
@@ -107,7 +107,7 @@ async fn bad_change_keeps_the_running_config() {
     router.write_config(&bad);
     router.signal("HUP");
     assert!(
-        router.wait_log("reload failed", Duration::from_secs(3)),
+        router.wait_log("reload failed", Duration::from_secs(10)),
         "{}",
         router.logs()
     );
@@ -181,7 +181,10 @@ routes:
     write(router.dir.path(), "c.pem", &cert2);
     router.signal("HUP");
     assert!(
-        router.wait_log("does not belong to the certificate", Duration::from_secs(3)),
+        router.wait_log(
+            "does not belong to the certificate",
+            Duration::from_secs(10)
+        ),
         "{}",
         router.logs()
     );
