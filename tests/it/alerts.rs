@@ -195,3 +195,76 @@ alerts:
     assert_eq!(json_with(&json, "billing-failing", "resolved").len(), 1);
     assert!(r.logs().contains("alert firing"));
 }
+
+#[tokio::test]
+async fn reload_failures_certificates_and_repeats() {
+    let ca = crate::support::Ca::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, key, _) = ca.leaf(&["alerts.test"]);
+    crate::support::write(dir.path(), "leaf.pem", &cert);
+    crate::support::write(dir.path(), "leaf.key", &key);
+    let receiver = Target::start(Reply::default()).await;
+    let app = Target::start(Reply::default()).await;
+    let yaml = format!(
+        r#"listen:
+  - addr: "127.0.0.1:{{port}}"
+    tls: [ {{ cert: leaf.pem, key: leaf.key }} ]
+admin: {{ addr: "127.0.0.1:{{admin}}", token: "test-token" }}
+targets:
+  app: {{ url: "{app}" }}
+routes:
+  - {{ name: r, path: /in, mode: sync, deliver: [ {{ target: app }} ] }}
+alerts:
+  evaluate_every: 100ms
+  repeat: 500ms
+  rules:
+    - {{ name: reload-failed, when: "reload_failed > 0" }}
+    # Test certificates are valid for centuries: "more than a year left" fires at once.
+    - {{ name: cert-far-off, when: "certificate_expiry_days > 365" }}
+    - {{ name: cert-expiring, when: "certificate_expiry_days < 14" }}
+  notify:
+    - {{ url: "{rx}", format: json }}
+"#,
+        app = app.url("/"),
+        rx = receiver.url("/alerts"),
+    );
+    let r = Router::start_in(dir, &yaml);
+    assert!(
+        eventually(WAIT, || json_with(&receiver, "cert-far-off", "firing")
+            .len()
+            >= 3)
+        .await,
+        "a firing alert is sent again every `repeat`"
+    );
+    let first = &json_with(&receiver, "cert-far-off", "firing")[0];
+    assert!(
+        first["labels"]["certificate"]
+            .as_str()
+            .is_some_and(|c| c.ends_with("leaf.pem")),
+        "{first}"
+    );
+    assert_eq!(first["labels"]["listener"], format!("127.0.0.1:{}", r.port));
+    assert!(json_with(&receiver, "cert-expiring", "firing").is_empty());
+    assert!(json_with(&receiver, "reload-failed", "firing").is_empty());
+
+    // A broken config file: the reload fails, the alert fires; a good one resolves it.
+    let good = std::fs::read_to_string(&r.config).expect("config");
+    std::fs::write(r.dir.path().join("broken.yaml"), "routes: [ not, a, config").expect("write");
+    std::fs::rename(r.dir.path().join("broken.yaml"), &r.config).expect("rename");
+    r.signal("HUP");
+    assert!(
+        eventually(WAIT, || !json_with(&receiver, "reload-failed", "firing")
+            .is_empty())
+        .await,
+        "no alert for the failed reload"
+    );
+    std::fs::write(r.dir.path().join("good.yaml"), good).expect("write");
+    std::fs::rename(r.dir.path().join("good.yaml"), &r.config).expect("rename");
+    r.signal("HUP");
+    assert!(
+        eventually(WAIT, || !json_with(&receiver, "reload-failed", "resolved")
+            .is_empty())
+        .await,
+        "no resolved notification after the good reload"
+    );
+}
