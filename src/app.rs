@@ -130,7 +130,8 @@ pub async fn run(prepared: Prepared, shutdown: impl Future<Output = ()>) -> anyh
         tracing::info!(addr = %addr, "admin listening");
         tasks.spawn(admin::serve(socket, health.clone(), shared.clone()));
     }
-    tasks.spawn(reload::run(path, shared.clone(), stop_rx.clone()));
+    let watch = reload::Watch::start(path, &shared);
+    tasks.spawn(reload::run(watch, shared.clone(), stop_rx.clone()));
     if shared.delivery.is_some() {
         tasks.spawn(retention(shared.clone()));
     }

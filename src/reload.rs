@@ -27,18 +27,46 @@ const POLL_INTERVAL: Duration = Duration::from_millis(500);
 /// What a file looked like at the last poll; `None` when it could not be read.
 type Fingerprint = Vec<Option<(u64, SystemTime, u64)>>;
 
-/// Runs until shutdown, reloading on SIGHUP and file changes.
-pub(crate) async fn run(path: PathBuf, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut hangup = match signal(SignalKind::hangup()) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot install SIGHUP handler; reload on file change only");
-            None
+/// The SIGHUP handler and the files' state, taken before the router reports ready: a SIGHUP
+/// sent as soon as it is ready must find the handler installed (the default action of
+/// SIGHUP ends the process), and a file changed right after must count as a change.
+pub(crate) struct Watch {
+    path: PathBuf,
+    hangup: Option<tokio::signal::unix::Signal>,
+    files: Vec<PathBuf>,
+    seen: Fingerprint,
+}
+
+impl Watch {
+    /// Installs the handler and takes the files' fingerprints (needs the runtime).
+    pub(crate) fn start(path: PathBuf, shared: &Shared) -> Watch {
+        use tokio::signal::unix::{SignalKind, signal};
+        let hangup = match signal(SignalKind::hangup()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot install SIGHUP handler; reload on file change only");
+                None
+            }
+        };
+        let files = watched_files(&path, &shared.snapshot.load());
+        let seen = fingerprint(&files);
+        Watch {
+            path,
+            hangup,
+            files,
+            seen,
         }
-    };
-    let mut files = watched_files(&path, &shared.snapshot.load());
-    let mut seen = fingerprint(&files);
+    }
+}
+
+/// Runs until shutdown, reloading on SIGHUP and file changes.
+pub(crate) async fn run(watch: Watch, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    let Watch {
+        path,
+        mut hangup,
+        mut files,
+        mut seen,
+    } = watch;
     let mut pending: Option<Fingerprint> = None;
     loop {
         tokio::select! {
