@@ -14,8 +14,11 @@
 //! `GET /api/v1/alerts` and counted in `hookrouter_alerts_firing{alert}`.
 
 use std::{
-    collections::{BTreeMap, HashMap, VecDeque},
-    sync::{Arc, LazyLock, Mutex},
+    collections::{BTreeMap, HashMap, HashSet, VecDeque},
+    sync::{
+        Arc, LazyLock, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{Duration, Instant, SystemTime},
 };
 
@@ -30,8 +33,13 @@ use crate::{
     ingress::Shared,
 };
 
-/// Most samples kept; older ones are thinned out so the history covers the longest window.
+/// Samples older than every window's span (kept only for `traffic_ratio` baselines) are
+/// thinned to about this many over the longest reach.
 const MAX_SAMPLES: usize = 1000;
+
+/// Alertmanager forgets an alert not re-sent within its `resolve_timeout` (5m by default):
+/// firing alerts go to `alertmanager` receivers at least this often, whatever `repeat` says.
+const ALERTMANAGER_RESEND: Duration = Duration::from_secs(60);
 
 /// Attempts per notification, and the pause before the second and third.
 const NOTIFY_ATTEMPTS: u32 = 3;
@@ -70,12 +78,17 @@ struct Reading {
 
 /// One alert's state.
 struct Instance {
+    /// The rule as of the last evaluation (to resolve the alert if a reload removes it).
+    rule: AlertRule,
     labels: BTreeMap<String, String>,
     /// Since when the condition holds.
     since: Option<Instant>,
-    /// When it fired (wall clock, for receivers) and when it was last sent.
-    firing: Option<(SystemTime, Instant)>,
+    /// When it fired (wall clock, for receivers) and when it was last sent to each receiver.
+    firing: Option<(SystemTime, Vec<Option<Instant>>)>,
     value: f64,
+    /// Bumped at every change of state: a notification still being retried for an older state
+    /// is dropped rather than sent after a newer one.
+    generation: Arc<AtomicU64>,
 }
 
 /// Evaluates the rules until the task is dropped.
@@ -99,52 +112,51 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             }
             let now = Instant::now();
             let reading = read();
-            let horizon = settings
+            let reach = |r: &AlertRule| match r.signal {
+                Signal::TrafficRatio => r.window.saturating_add(r.baseline),
+                _ => r.window,
+            };
+            let horizon = settings.rules.iter().map(reach).max().unwrap_or_default();
+            let dense = settings
                 .rules
                 .iter()
-                .map(|r| {
-                    r.window
-                        + if r.signal == Signal::TrafficRatio {
-                            r.baseline
-                        } else {
-                            Duration::ZERO
-                        }
-                })
+                .map(|r| r.window)
                 .max()
-                .unwrap_or(Duration::ZERO);
+                .unwrap_or_default();
             let ctx = Context {
                 settings,
-                shared: &shared,
+                config: &snap.config,
                 admin: snap.config.admin.as_ref().map(|a| a.addr.to_string()),
                 pool: &pool,
             };
             evaluate(&ctx, &reading, &history, &mut instances, now);
-            remember(&mut history, now, reading.counters, horizon, every);
+            remember(&mut history, now, reading.counters, dense, horizon);
             publish(&instances, settings);
-        } else if !instances.is_empty() {
-            instances.clear();
-            publish(&instances, settings);
+        } else {
+            // Without rules nothing is measured: a rule added later starts from fresh samples.
+            history.clear();
+            if !instances.is_empty() {
+                instances.clear();
+                publish(&instances, settings);
+            }
         }
         tokio::time::sleep(every).await;
     }
 }
 
-/// Keeps `counters` in the history if the last kept sample is old enough, and drops samples
-/// older than the horizon (keeping one before it, the start of the longest window).
+/// Adds `counters` to the history. Samples within `dense` of now (every window's span) are
+/// all kept, so a window starts within one evaluation of where it should; older ones, needed
+/// only for `traffic_ratio` baselines, are thinned to about [`MAX_SAMPLES`] over `horizon`;
+/// samples older than `horizon` go, except the one just before it (where the longest reach
+/// starts).
 fn remember(
     history: &mut VecDeque<(Instant, Counters)>,
     now: Instant,
     counters: Counters,
+    dense: Duration,
     horizon: Duration,
-    every: Duration,
 ) {
-    let gap = (horizon / MAX_SAMPLES as u32).max(every);
-    if history
-        .back()
-        .is_none_or(|(t, _)| now.duration_since(*t) + every / 2 >= gap)
-    {
-        history.push_back((now, counters));
-    }
+    history.push_back((now, counters));
     while history.len() > 2
         && history
             .get(1)
@@ -152,6 +164,19 @@ fn remember(
     {
         history.pop_front();
     }
+    let sparse = horizon / MAX_SAMPLES as u32;
+    if sparse.is_zero() {
+        return;
+    }
+    let mut last_kept: Option<Instant> = None;
+    history.retain(|(t, _)| {
+        let keep = now.duration_since(*t) <= dense
+            || last_kept.is_none_or(|k| t.duration_since(k) >= sparse);
+        if keep {
+            last_kept = Some(*t);
+        }
+        keep
+    });
 }
 
 /// The counters and gauges the rules read, from the metrics registry.
@@ -224,7 +249,8 @@ fn read() -> Reading {
 
 struct Context<'a> {
     settings: &'a Settings,
-    shared: &'a Shared,
+    /// The config the settings came from: rules, routes and targets of one generation.
+    config: &'a crate::config::Config,
     admin: Option<String>,
     pool: &'a Arc<Pool>,
 }
@@ -244,16 +270,15 @@ fn increase(
         if back.is_zero() {
             return Some(reading.counters.get(key).copied().unwrap_or(0.0));
         }
-        let t = now.checked_sub(back)?;
-        // The newest sample at or before `t`; with `partial`, the oldest one if none is.
-        let found = history
-            .iter()
-            .rev()
-            .find(|(s, _)| *s <= t)
+        // The newest sample at or before `now - back`; with `partial`, the oldest one if none
+        // is (or if the monotonic clock does not reach back that far, on a fresh boot).
+        let found = now
+            .checked_sub(back)
+            .and_then(|t| history.iter().rev().find(|(s, _)| *s <= t))
             .or_else(|| partial.then(|| history.front()).flatten())?;
         Some(found.1.get(key).copied().unwrap_or(0.0))
     };
-    Some(at(ago)? - at(ago + span)?)
+    Some(at(ago)? - at(ago.saturating_add(span))?)
 }
 
 fn evaluate(
@@ -263,53 +288,68 @@ fn evaluate(
     instances: &mut HashMap<(String, String), Instance>,
     now: Instant,
 ) {
-    let config = &ctx.shared.snapshot.load().config;
-    let mut seen = Vec::new();
+    let mut seen = HashSet::new();
     for rule in &ctx.settings.rules {
-        for (labels, value) in measure(rule, config, reading, history, now) {
+        for (labels, value) in measure(rule, ctx.config, reading, history, now) {
+            // The instance is what is measured; the severity may change on a reload.
             let instance_key = labels
                 .iter()
+                .filter(|(k, _)| !matches!(k.as_str(), "alertname" | "severity"))
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect::<Vec<_>>()
                 .join(",");
             let key = (rule.name.clone(), instance_key);
-            seen.push(key.clone());
+            seen.insert(key.clone());
             let holds = value.is_some_and(|v| rule.op.holds(v, rule.threshold));
             let inst = instances.entry(key).or_insert_with(|| Instance {
+                rule: rule.clone(),
                 labels: labels.clone(),
                 since: None,
                 firing: None,
                 value: 0.0,
+                generation: Arc::default(),
             });
+            inst.rule = rule.clone();
+            inst.labels = labels;
             if let Some(v) = value {
                 inst.value = v;
             }
             if holds {
                 let since = *inst.since.get_or_insert(now);
-                match inst.firing {
-                    None if now.duration_since(since) >= rule.hold => {
-                        inst.firing = Some((SystemTime::now(), now));
-                        tracing::warn!(alert = %rule.name, labels = ?inst.labels, value = inst.value, "alert firing");
-                        notify(ctx, rule, inst, Status::Firing);
-                    }
-                    Some((started, sent)) if now.duration_since(sent) >= ctx.settings.repeat => {
-                        inst.firing = Some((started, now));
-                        notify(ctx, rule, inst, Status::Firing);
-                    }
-                    _ => {}
+                if inst.firing.is_none() && now.duration_since(since) >= rule.hold {
+                    inst.firing = Some((SystemTime::now(), vec![None; ctx.settings.notify.len()]));
+                    inst.generation.fetch_add(1, Ordering::SeqCst);
+                    tracing::warn!(alert = %rule.name, labels = ?inst.labels, value = inst.value, "alert firing");
+                }
+                if inst.firing.is_some() {
+                    notify(ctx, inst, Status::Firing, now);
                 }
             } else {
                 inst.since = None;
                 if inst.firing.is_some() {
-                    tracing::info!(alert = %rule.name, labels = ?inst.labels, value = inst.value, "alert resolved");
-                    notify(ctx, rule, inst, Status::Resolved);
-                    inst.firing = None;
+                    resolve(ctx, inst, now);
                 }
             }
         }
     }
-    // Rules or instances that no longer exist (a reload removed them) stop without notice.
-    instances.retain(|k, _| seen.contains(k));
+    // Instances that no longer exist (a reload removed the rule, route, target or
+    // certificate): a firing one is resolved, then forgotten.
+    instances.retain(|k, inst| {
+        if seen.contains(k) {
+            return true;
+        }
+        if inst.firing.is_some() {
+            resolve(ctx, inst, now);
+        }
+        false
+    });
+}
+
+fn resolve(ctx: &Context<'_>, inst: &mut Instance, now: Instant) {
+    inst.generation.fetch_add(1, Ordering::SeqCst);
+    tracing::info!(alert = %inst.rule.name, labels = ?inst.labels, value = inst.value, "alert resolved");
+    notify(ctx, inst, Status::Resolved, now);
+    inst.firing = None;
 }
 
 /// Every instance of `rule` with its value (`None`: no data).
@@ -459,13 +499,13 @@ fn publish(instances: &HashMap<(String, String), Instance>, settings: &Settings)
         .map(|r| (r.name.as_str(), 0))
         .collect();
     for ((rule, _), inst) in instances {
-        if let Some((started, _)) = inst.firing {
+        if let Some((started, _)) = &inst.firing {
+            let started = *started;
             *per_rule.entry(rule.as_str()).or_default() += 1;
-            let rule_settings = settings.rules.iter().find(|r| &r.name == rule);
             views.push(FiringView {
                 alert: rule.clone(),
                 labels: inst.labels.clone(),
-                summary: rule_settings.map_or_else(String::new, |r| summary(r, inst)),
+                summary: summary(&inst.rule, &inst.labels, inst.value),
                 value: inst.value,
                 since: rfc3339(started),
             });
@@ -473,9 +513,22 @@ fn publish(instances: &HashMap<(String, String), Instance>, settings: &Settings)
     }
     views.sort_by(|a, b| (&a.alert, &a.labels).cmp(&(&b.alert, &b.labels)));
     let m = crate::metrics::get();
-    m.alerts_firing.reset();
-    for (rule, n) in per_rule {
-        m.alerts_firing.with_label_values(&[rule]).set(n);
+    // Set every rule's count first, then drop the series of rules that are gone, so a
+    // scrape never sees a rule's series missing.
+    for (rule, n) in &per_rule {
+        m.alerts_firing.with_label_values(&[rule]).set(*n);
+    }
+    for family in m.gather() {
+        if family.name() != "hookrouter_alerts_firing" {
+            continue;
+        }
+        for metric in family.get_metric() {
+            for label in metric.get_label() {
+                if label.name() == "alert" && !per_rule.contains_key(label.value()) {
+                    let _ = m.alerts_firing.remove_label_values(&[label.value()]);
+                }
+            }
+        }
     }
     if let Ok(mut f) = FIRING.lock() {
         *f = views;
@@ -491,9 +544,8 @@ fn rfc3339(t: SystemTime) -> String {
 
 /// One line that says what is wrong, e.g. `delivery_failure_ratio for target=billing is 0.31
 /// (> 0.05 for 5m)`.
-fn summary(rule: &AlertRule, inst: &Instance) -> String {
-    let subject = inst
-        .labels
+fn summary(rule: &AlertRule, labels: &BTreeMap<String, String>, value: f64) -> String {
+    let subject = labels
         .iter()
         .filter(|(k, _)| !matches!(k.as_str(), "alertname" | "severity"))
         .map(|(k, v)| format!("{k}={v}"))
@@ -507,7 +559,7 @@ fn summary(rule: &AlertRule, inst: &Instance) -> String {
     format!(
         "{}{subject} is {} ({} {} for {}s)",
         rule.signal.as_str(),
-        round(inst.value),
+        round(value),
         rule.op.as_str(),
         round(rule.threshold),
         rule.hold.as_secs()
@@ -533,48 +585,85 @@ impl Status {
     }
 }
 
-/// Sends the alert's state to every receiver, each from a task of its own.
-fn notify(ctx: &Context<'_>, rule: &AlertRule, inst: &Instance, status: Status) {
-    let started = inst.firing.map_or_else(SystemTime::now, |(s, _)| s);
+/// Sends the alert's state to the receivers due for it, each from a task of its own: all of
+/// them when it resolves or first fires, then each again after `repeat` (Alertmanager after
+/// [`ALERTMANAGER_RESEND`] at most).
+fn notify(ctx: &Context<'_>, inst: &mut Instance, status: Status, now: Instant) {
+    let Some((started, sent)) = inst.firing.as_mut() else {
+        return;
+    };
+    let started = *started;
+    sent.resize(ctx.settings.notify.len(), None);
     let pointer = ctx
         .admin
         .as_ref()
         .map(|a| format!("http://{a}/api/v1/alerts"));
-    let text = summary(rule, inst);
-    for receiver in &ctx.settings.notify {
-        let body = payload(
-            receiver.format,
+    let rule = &inst.rule;
+    let text = summary(rule, &inst.labels, inst.value);
+    let generation = inst.generation.load(Ordering::SeqCst);
+    for (receiver, last) in ctx.settings.notify.iter().zip(sent.iter_mut()) {
+        let every = match receiver.format {
+            NotifyFormat::Alertmanager => ctx.settings.repeat.min(ALERTMANAGER_RESEND),
+            _ => ctx.settings.repeat,
+        };
+        let due = status == Status::Resolved || last.is_none_or(|t| now.duration_since(t) >= every);
+        if !due {
+            continue;
+        }
+        *last = Some(now);
+        let note = Note {
             status,
             rule,
-            inst,
-            &text,
+            labels: &inst.labels,
+            value: inst.value,
+            summary: &text,
             started,
-            pointer.as_deref(),
-        );
+            pointer: pointer.as_deref(),
+        };
+        let body = payload(receiver.format, &note);
         let receiver = receiver.clone();
         let pool = ctx.pool.clone();
         let alert = rule.name.clone();
-        tokio::spawn(async move { deliver(&pool, &receiver, body, &alert, status).await });
+        let current = inst.generation.clone();
+        tokio::spawn(async move {
+            deliver(&pool, &receiver, body, &alert, status, || {
+                current.load(Ordering::SeqCst) == generation
+            })
+            .await;
+        });
     }
 }
 
-/// The notification in the receiver's format.
-fn payload(
-    format: NotifyFormat,
+/// What a notification says.
+struct Note<'a> {
     status: Status,
-    rule: &AlertRule,
-    inst: &Instance,
-    summary: &str,
+    rule: &'a AlertRule,
+    labels: &'a BTreeMap<String, String>,
+    value: f64,
+    summary: &'a str,
     started: SystemTime,
-    pointer: Option<&str>,
-) -> Vec<u8> {
+    /// The admin API's alerts URL.
+    pointer: Option<&'a str>,
+}
+
+/// The notification in the receiver's format.
+fn payload(format: NotifyFormat, note: &Note<'_>) -> Vec<u8> {
+    let Note {
+        status,
+        rule,
+        labels,
+        value,
+        summary,
+        started,
+        pointer,
+    } = *note;
     let value = match format {
         NotifyFormat::Json => serde_json::json!({
             "status": status.as_str(),
             "alert": rule.name,
-            "labels": inst.labels,
+            "labels": labels,
             "summary": summary,
-            "value": inst.value,
+            "value": value,
             "threshold": rule.threshold,
             "starts_at": rfc3339(started),
             "ends_at": (status == Status::Resolved).then(|| rfc3339(SystemTime::now())),
@@ -597,7 +686,7 @@ fn payload(
         NotifyFormat::Alertmanager => {
             // Alertmanager API v2: a list of alerts; a resolved one carries its end time.
             let mut alert = serde_json::json!({
-                "labels": inst.labels,
+                "labels": labels,
                 "annotations": {
                     "summary": summary,
                     "description": format!("hookrouter alert {}: {summary}", rule.name),
@@ -616,12 +705,24 @@ fn payload(
     serde_json::to_vec(&value).unwrap_or_default()
 }
 
-/// POSTs `body` to the receiver, trying [`NOTIFY_ATTEMPTS`] times.
-async fn deliver(pool: &Pool, receiver: &Notify, body: Vec<u8>, alert: &str, status: Status) {
+/// POSTs `body` to the receiver, trying [`NOTIFY_ATTEMPTS`] times while `current` says the
+/// alert is still in the state this notification reports.
+async fn deliver(
+    pool: &Pool,
+    receiver: &Notify,
+    body: Vec<u8>,
+    alert: &str,
+    status: Status,
+    current: impl Fn() -> bool,
+) {
     let body = Bytes::from(body);
     // The receiver's URL may carry a token (Slack): logs name its host only.
     let host = receiver.url.host().unwrap_or("").to_string();
     for attempt in 1..=NOTIFY_ATTEMPTS {
+        if attempt > 1 && !current() {
+            tracing::debug!(alert, receiver = %host, "alert notification superseded by a newer state");
+            return;
+        }
         let outcome = send(pool, receiver, body.clone()).await;
         match outcome {
             Ok(s) if s.is_success() => {
@@ -643,7 +744,14 @@ async fn deliver(pool: &Pool, receiver: &Notify, body: Vec<u8>, alert: &str, sta
 }
 
 async fn send(pool: &Pool, receiver: &Notify, body: Bytes) -> Result<http::StatusCode, String> {
-    let mut req = Request::post(receiver.url.clone())
+    // The connection is to the receiver itself: the request line carries the path only (the
+    // URL's query may hold a token; it stays in the request, never in logs).
+    let target = receiver
+        .url
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_string();
+    let mut req = Request::post(target)
         .header(header::CONTENT_TYPE, "application/json")
         .body(Full::new(body))
         .map_err(|e| e.to_string())?;
@@ -721,11 +829,21 @@ mod tests {
                 &mut history,
                 t0 + Duration::from_millis(i * 100),
                 Counters::new(),
+                Duration::from_secs(10),
                 Duration::from_secs(100),
-                Duration::from_millis(100),
             );
         }
-        assert!(history.len() <= MAX_SAMPLES + 2, "{}", history.len());
+        // Every sample of the last 10 s (one per 100 ms), then about one per 100 ms of the
+        // rest (100 s / 1000): bounded either way.
+        let recent = history
+            .iter()
+            .filter(|(t, _)| {
+                (t0 + Duration::from_millis(9_999 * 100)).duration_since(*t)
+                    <= Duration::from_secs(10)
+            })
+            .count();
+        assert_eq!(recent, 101, "every recent sample kept");
+        assert!(history.len() <= MAX_SAMPLES + 102, "{}", history.len());
         let span = history
             .back()
             .map(|(t, _)| *t)

@@ -285,15 +285,20 @@ pub(crate) fn config_applied(snap: &crate::snapshot::Snapshot) {
     let m = get();
     m.generation
         .set(i64::try_from(snap.generation).unwrap_or(i64::MAX));
-    m.certificate_expiry.reset();
+    // Read every file first, then swap the series in one short step.
+    let mut expiry = Vec::new();
     for l in &snap.config.listen {
         for ck in l.tls.iter().flatten() {
             if let Some(t) = crate::listener::tls::not_after(&ck.cert) {
-                m.certificate_expiry
-                    .with_label_values(&[&l.addr.to_string(), &ck.cert.display().to_string()])
-                    .set(t as f64);
+                expiry.push((l.addr.to_string(), ck.cert.display().to_string(), t));
             }
         }
+    }
+    m.certificate_expiry.reset();
+    for (listener, cert, t) in expiry {
+        m.certificate_expiry
+            .with_label_values(&[&listener, &cert])
+            .set(t as f64);
     }
 }
 

@@ -1454,7 +1454,23 @@ fn alert_rule(
         None => Some(DEFAULT_ALERT_BASELINE),
     };
     let min_events = match m.get("min_events") {
-        Some(n) => r.integer(n, &m.path("min_events"), 0..=MAX_ALERT_MIN_EVENTS),
+        Some(n) => {
+            let p = m.path("min_events");
+            let v = r.integer(n, &p, 0..=MAX_ALERT_MIN_EVENTS);
+            if let Some(s) =
+                signal.filter(|s| !matches!(s, Signal::DeliveryFailureRatio | Signal::TrafficRatio))
+            {
+                r.error(
+                    n,
+                    &p,
+                    format!(
+                        "`min_events` applies to the ratios `delivery_failure_ratio` and `traffic_ratio` only, not `{}`: remove it",
+                        s.as_str()
+                    ),
+                );
+            }
+            v
+        }
         None => Some(DEFAULT_ALERT_MIN_EVENTS),
     };
     let route = m

@@ -147,9 +147,14 @@ async fn a_scripted_sequence_gives_exact_values_and_promtool_accepts_them() {
     assert_eq!(post("/nowhere").await, 404);
     // Each accepted event: delivered to `ok`, a dead letter at `bad` (400 is not retried).
     assert!(eventually(WAIT, || ok.count() == 3 && bad.count() == 3).await);
+    // The targets count a request when it arrives; the router records the outcome once the
+    // answer is read: wait for the router's side of every delivery.
     let settled = eventually(WAIT, || {
         let (_, s) = scrape(&r);
         s.get(r#"hookrouter_dead_letters{target="bad"}"#) == Some(&3.0)
+            && s.get(r#"hookrouter_deliveries_total{result="delivered",route="gh",target="ok"}"#)
+                == Some(&3.0)
+            && s.get(r#"hookrouter_queue_depth{target="ok"}"#) == Some(&0.0)
     })
     .await;
     assert!(settled, "dead letters never reached 3");
