@@ -346,8 +346,15 @@ fn max_body(r: &mut Reader<'_>, node: &Node<'_>, path: &str) -> Option<u64> {
         r.error(node, path, "must be more than 0 bytes");
         return None;
     }
+    if v > MAX_MAX_BODY {
+        r.error(node, path, "must be at most 1GiB (webhooks are far smaller; a stored event must fit the queue's record format)");
+        return None;
+    }
     Some(v)
 }
+
+/// The largest `max_body`: well within the queue record's 32-bit lengths.
+const MAX_MAX_BODY: u64 = 1 << 30;
 
 fn server(r: &mut Reader<'_>, node: &Node<'_>, path: &str) -> Server {
     let mut s = DEFAULT_SERVER;

@@ -49,6 +49,17 @@ use crate::config;
 /// Most commands applied in one journal write or one transaction.
 const MAX_BATCH: usize = 4096;
 
+/// Most body bytes in one journal write; a batch stops growing past it.
+const MAX_BATCH_BYTES: usize = 32 << 20;
+
+/// The body bytes a command adds to a journal write.
+fn cmd_bytes(c: &Cmd) -> usize {
+    match c {
+        Cmd::Append(e, _) => e.body.len(),
+        _ => 0,
+    }
+}
+
 /// The database file's name in the store folder.
 const DB_FILE: &str = "hookrouter.sqlite3";
 
@@ -183,6 +194,10 @@ impl Embedded {
         let journal_dir = dir.join(JOURNAL_DIR);
         std::fs::create_dir_all(&journal_dir)
             .with_context(|| format!("cannot create {}", journal_dir.display()))?;
+        // The journal folder's own entry must survive a power cut before anything is in it.
+        File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .with_context(|| format!("cannot sync {}", dir.display()))?;
         let last = recover(&mut conn, &journal_dir)?;
         let segment_bytes = (settings.max_size / 16).clamp(64 << 10, 64 << 20);
         let journal =
@@ -219,8 +234,6 @@ impl Embedded {
             journal_dir,
             kept_from: last + 1,
             backlog: Vec::new(),
-            db: db.clone(),
-            wal: dir.join(format!("{DB_FILE}-wal")),
             max_size: settings.max_size,
             frames: Vec::with_capacity(1 << 20),
         };
@@ -573,8 +586,6 @@ struct Writer {
     /// Journal batches and outcomes a failed transaction could not apply, in order; tried
     /// again every [`INDEX_RETRY`]. While any are held, new events are refused.
     backlog: Vec<Cmd>,
-    db: PathBuf,
-    wal: PathBuf,
     max_size: u64,
     /// Reused buffer for a batch's journal records.
     frames: Vec<u8>,
@@ -604,10 +615,15 @@ impl Writer {
                     Err(mpsc::RecvTimeoutError::Disconnected) => break,
                 }
             };
+            let mut bytes = cmd_bytes(&first);
             batch.push(first);
-            while batch.len() < MAX_BATCH {
+            // Bounded in commands and in bytes: one batch is one write and one allocation.
+            while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
                 match rx.try_recv() {
-                    Ok(c) => batch.push(c),
+                    Ok(c) => {
+                        bytes += cmd_bytes(&c);
+                        batch.push(c);
+                    }
                     Err(_) => break,
                 }
             }
@@ -734,9 +750,16 @@ impl Writer {
     }
 
     /// Bytes the store takes on disk now: database, its WAL, the journal.
+    /// What counts against `max_size`: the database's pages in use (freed pages are reused,
+    /// so retention makes room again) and the journal.
     fn disk_bytes(&self) -> u64 {
-        let len = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
-        len(&self.db) + len(&self.wal) + journal::size(&self.journal_dir)
+        let pragma = |name: &str| -> u64 {
+            self.conn
+                .query_row(&format!("PRAGMA {name}"), [], |r| r.get::<_, i64>(0))
+                .map_or(0, unsigned)
+        };
+        let used = pragma("page_count").saturating_sub(pragma("freelist_count"));
+        used * pragma("page_size") + journal::size(&self.journal_dir)
     }
 
     /// Applies `cmds` in one transaction. If it fails, journal batches and outcomes are
@@ -929,7 +952,9 @@ fn recover(conn: &mut Connection, dir: &Path) -> anyhow::Result<u64> {
             dir.display()
         )
     })?;
-    Ok(found.last_segment)
+    // Segment numbers never go back, even when the folder lost its files: the database's
+    // position must stay behind every segment written from now on.
+    Ok(found.last_segment.max(from.segment))
 }
 
 /// Adds an event (already checked for duplicates and made durable in the journal) and its
@@ -1241,6 +1266,47 @@ mod tests {
             let store = Embedded::open(&settings).expect("reopen");
             assert_eq!(store.pending().await.expect("pending").len(), 4);
             assert_eq!(store.stats().await.expect("stats").events, 2);
+        });
+    }
+
+    /// The database's journal position names segment 5, but the folder lost its files (they
+    /// were removed after recovery and the new segment never made it to disk): numbering goes
+    /// on after 5, so what is written next is never skipped as "already applied".
+    #[test]
+    fn segment_numbers_never_go_back_behind_the_database_position() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let settings = config::Embedded::at(dir.path().to_path_buf());
+        runtime().block_on(async {
+            let store = Embedded::open(&settings).expect("open");
+            store.append(event(1)).await.expect("append");
+        });
+        let db = Connection::open(dir.path().join(DB_FILE)).expect("db");
+        db.execute_batch(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('journal_segment', 5), ('journal_offset', 100)",
+        )
+        .expect("position");
+        drop(db);
+        let jdir = dir.path().join(JOURNAL_DIR);
+        for n in journal::segments(&jdir).expect("list") {
+            std::fs::remove_file(jdir.join(format!("{n:016}.log"))).expect("remove");
+        }
+        runtime().block_on(async {
+            let store = Embedded::open(&settings).expect("reopen");
+            store.append(event(2)).await.expect("append");
+        });
+        assert_eq!(journal::segments(&jdir).expect("list"), [6]);
+        // A crash before the database took event 2: the next open applies segment 6.
+        let db = Connection::open(dir.path().join(DB_FILE)).expect("db");
+        db.execute("DELETE FROM events WHERE id = 'event-2'", [])
+            .expect("forget");
+        db.execute_batch(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('journal_segment', 5), ('journal_offset', 100)",
+        )
+        .expect("position");
+        drop(db);
+        runtime().block_on(async {
+            let store = Embedded::open(&settings).expect("reopen");
+            assert!(store.load("event-2").await.expect("load").is_some());
         });
     }
 

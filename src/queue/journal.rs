@@ -93,10 +93,18 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 impl Journal {
     /// Starts segment `segment` (a new, empty file) in `dir`.
     pub(crate) fn create(dir: &Path, segment: u64, segment_bytes: u64) -> io::Result<Journal> {
+        // An empty file of that number is taken over: a rotation that created it but failed
+        // to sync the folder is retried rather than blocked for good.
         let file = OpenOptions::new()
             .append(true)
-            .create_new(true)
+            .create(true)
             .open(segment_path(dir, segment))?;
+        if file.metadata()?.len() != 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("journal segment {segment} already holds records"),
+            ));
+        }
         sync_dir(dir)?;
         Ok(Journal {
             dir: dir.to_path_buf(),
@@ -225,6 +233,11 @@ pub(crate) fn read_from(
 fn record_at(data: &[u8], at: usize) -> Option<&[u8]> {
     let head = data.get(at..at.checked_add(FRAME)?)?;
     let len = usize::try_from(u32::from_le_bytes(head[..4].try_into().ok()?)).ok()?;
+    // Every record has at least its format byte; zeros (a tail a power cut left zero-filled)
+    // would otherwise pass as an empty record with a matching checksum.
+    if len == 0 {
+        return None;
+    }
     let crc = u32::from_le_bytes(head[4..].try_into().ok()?);
     let start = at + FRAME;
     let payload = data.get(start..start.checked_add(len)?)?;
@@ -297,6 +310,34 @@ mod tests {
         let left = records(dir.path(), Position::default());
         assert_eq!(left.len(), 5);
         assert_eq!(left[0].0, [5; 40]);
+    }
+
+    #[test]
+    fn a_zero_filled_tail_is_no_record() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut j = Journal::create(dir.path(), 1, 1 << 20).expect("create");
+        j.append(&batch(&[b"kept"])).expect("append");
+        drop(j);
+        let path = segment_path(dir.path(), 1);
+        let whole = std::fs::read(&path).expect("read");
+        let mut data = whole.clone();
+        data.extend_from_slice(&[0; 4096]);
+        std::fs::write(&path, &data).expect("write");
+        let got = records(dir.path(), Position::default());
+        assert_eq!(got.len(), 1);
+        assert_eq!(std::fs::read(&path).expect("read"), whole, "zeros cut off");
+    }
+
+    #[test]
+    fn an_empty_segment_file_is_taken_over_and_a_written_one_is_not() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(segment_path(dir.path(), 3), b"").expect("empty file");
+        let mut j = Journal::create(dir.path(), 3, 1 << 20).expect("empty segment taken over");
+        j.append(&batch(&[b"x"])).expect("append");
+        drop(j);
+        let again = Journal::create(dir.path(), 3, 1 << 20);
+        assert!(again.is_err(), "a segment with records is never reused");
+        assert_eq!(records(dir.path(), Position::default()).len(), 1);
     }
 
     #[test]
