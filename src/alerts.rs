@@ -102,6 +102,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     };
     let mut history: VecDeque<(Instant, Counters)> = VecDeque::new();
     let mut instances: HashMap<(String, String), Instance> = HashMap::new();
+    let mut published = HashSet::new();
     loop {
         let snap = shared.snapshot.load_full();
         let settings = &snap.config.alerts;
@@ -131,13 +132,13 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             };
             evaluate(&ctx, &reading, &history, &mut instances, now);
             remember(&mut history, now, reading.counters, dense, horizon);
-            publish(&instances, settings);
+            publish(&instances, settings, &mut published);
         } else {
             // Without rules nothing is measured: a rule added later starts from fresh samples.
             history.clear();
             if !instances.is_empty() {
                 instances.clear();
-                publish(&instances, settings);
+                publish(&instances, settings, &mut published);
             }
         }
         tokio::time::sleep(every).await;
@@ -491,7 +492,12 @@ fn measure(
 }
 
 /// Updates the admin API's list and the `hookrouter_alerts_firing` gauge.
-fn publish(instances: &HashMap<(String, String), Instance>, settings: &Settings) {
+/// `published`: the rules whose series the last call set, to drop those of removed rules.
+fn publish(
+    instances: &HashMap<(String, String), Instance>,
+    settings: &Settings,
+    published: &mut HashSet<String>,
+) {
     let mut views = Vec::new();
     let mut per_rule: BTreeMap<&str, i64> = settings
         .rules
@@ -518,18 +524,13 @@ fn publish(instances: &HashMap<(String, String), Instance>, settings: &Settings)
     for (rule, n) in &per_rule {
         m.alerts_firing.with_label_values(&[rule]).set(*n);
     }
-    for family in m.gather() {
-        if family.name() != "hookrouter_alerts_firing" {
-            continue;
-        }
-        for metric in family.get_metric() {
-            for label in metric.get_label() {
-                if label.name() == "alert" && !per_rule.contains_key(label.value()) {
-                    let _ = m.alerts_firing.remove_label_values(&[label.value()]);
-                }
-            }
-        }
+    for gone in published
+        .iter()
+        .filter(|r| !per_rule.contains_key(r.as_str()))
+    {
+        let _ = m.alerts_firing.remove_label_values(&[gone]);
     }
+    *published = per_rule.keys().map(|r| r.to_string()).collect();
     if let Ok(mut f) = FIRING.lock() {
         *f = views;
     }

@@ -228,6 +228,7 @@ impl Embedded {
                 move || checkpointer(checkpoint_conn, wal, stop_rx)
             })
             .context("cannot start the queue checkpoint thread")?;
+        let journal_bytes = journal::size(&journal_dir);
         let writer = Writer {
             conn,
             journal,
@@ -235,6 +236,8 @@ impl Embedded {
             kept_from: last + 1,
             backlog: Vec::new(),
             max_size: settings.max_size,
+            page_size,
+            journal_bytes,
             frames: Vec::with_capacity(1 << 20),
         };
         thread::Builder::new()
@@ -415,13 +418,9 @@ impl Embedded {
 
     pub(crate) async fn gauges(&self) -> Result<(u64, Vec<(String, u64)>), QueueError> {
         let page_size = self.page_size;
-        let wal = self.dir.join(format!("{DB_FILE}-wal"));
-        let journal_dir = self.dir.join(JOURNAL_DIR);
+        let dir = self.dir.clone();
         self.read(move |c| {
-            let pages = unsigned(c.query_row("PRAGMA page_count", [], |r| r.get(0))?);
-            let disk = pages * page_size
-                + std::fs::metadata(&wal).map_or(0, |m| m.len())
-                + journal::size(&journal_dir);
+            let disk = on_disk(c, page_size, &dir)?;
             let mut st = c.prepare_cached(
                 "SELECT target, count(*) FROM deliveries WHERE state = 2 GROUP BY target",
             )?;
@@ -435,19 +434,16 @@ impl Embedded {
 
     pub(crate) async fn stats(&self) -> Result<Stats, QueueError> {
         let page_size = self.page_size;
-        let wal = self.dir.join(format!("{DB_FILE}-wal"));
-        let journal_dir = self.dir.join(JOURNAL_DIR);
+        let dir = self.dir.clone();
         let max_bytes = self.settings.max_size;
         self.read(move |c| {
-            let pages = unsigned(c.query_row("PRAGMA page_count", [], |r| r.get(0))?);
-            let wal_bytes =
-                std::fs::metadata(&wal).map_or(0, |m| m.len()) + journal::size(&journal_dir);
+            let disk_bytes = on_disk(c, page_size, &dir)?;
             let events = unsigned(c.query_row("SELECT count(*) FROM events", [], |r| r.get(0))?);
             let mut st = c.prepare(
                 "SELECT state, count(*) FROM deliveries WHERE state <> 1 GROUP BY state",
             )?;
             let mut stats = Stats {
-                disk_bytes: pages * page_size + wal_bytes,
+                disk_bytes,
                 max_bytes,
                 events,
                 ..Stats::default()
@@ -464,6 +460,13 @@ impl Embedded {
         })
         .await
     }
+}
+
+/// Bytes the store in `dir` takes on disk: the database, its write-ahead log, the journal.
+fn on_disk(c: &Connection, page_size: u64, dir: &Path) -> rusqlite::Result<u64> {
+    let pages = unsigned(c.query_row("PRAGMA page_count", [], |r| r.get(0))?);
+    let wal = std::fs::metadata(dir.join(format!("{DB_FILE}-wal"))).map_or(0, |m| m.len());
+    Ok(pages * page_size + wal + journal::size(&dir.join(JOURNAL_DIR)))
 }
 
 /// SQLite integers are signed; counts and sizes never are.
@@ -587,6 +590,10 @@ struct Writer {
     /// again every [`INDEX_RETRY`]. While any are held, new events are refused.
     backlog: Vec<Cmd>,
     max_size: u64,
+    /// The database's page size, and the journal's bytes on disk (kept as segments are
+    /// written and removed, so the `max_size` check of each batch lists no folder).
+    page_size: u64,
+    journal_bytes: u64,
     /// Reused buffer for a batch's journal records.
     frames: Vec<u8>,
 }
@@ -683,8 +690,15 @@ impl Writer {
                 ));
             } else {
                 match self.journal.append(&self.frames) {
-                    Ok(end) => rest.insert(0, Cmd::Index(stored, end)),
-                    Err(e) => failure = Some(format!("journal write failed: {e}")),
+                    Ok(end) => {
+                        self.journal_bytes += self.frames.len() as u64;
+                        rest.insert(0, Cmd::Index(stored, end));
+                    }
+                    Err(e) => {
+                        // Cut back or not, and maybe a new segment: count what is there now.
+                        self.journal_bytes = journal::size(&self.journal_dir);
+                        failure = Some(format!("journal write failed: {e}"));
+                    }
                 }
             }
         }
@@ -749,7 +763,6 @@ impl Writer {
             .map(|(id, _)| id))
     }
 
-    /// Bytes the store takes on disk now: database, its WAL, the journal.
     /// What counts against `max_size`: the database's pages in use (freed pages are reused,
     /// so retention makes room again) and the journal.
     fn disk_bytes(&self) -> u64 {
@@ -759,7 +772,7 @@ impl Writer {
                 .map_or(0, unsigned)
         };
         let used = pragma("page_count").saturating_sub(pragma("freelist_count"));
-        used * pragma("page_size") + journal::size(&self.journal_dir)
+        used * self.page_size + self.journal_bytes
     }
 
     /// Applies `cmds` in one transaction. If it fails, journal batches and outcomes are
@@ -840,6 +853,7 @@ impl Writer {
         });
         match removed {
             Ok(freed) => {
+                self.journal_bytes = self.journal_bytes.saturating_sub(freed);
                 tracing::debug!(
                     freed_bytes = freed,
                     "queue journal segments applied and removed"
