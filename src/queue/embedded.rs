@@ -1293,6 +1293,9 @@ mod tests {
         runtime().block_on(async {
             let store = Embedded::open(&settings).expect("open");
             store.append(event(1)).await.expect("append");
+            // Reads wait for the writer to apply what it acknowledged: nothing is left to
+            // land in the database after the edits below.
+            store.stats().await.expect("flush");
         });
         let db = Connection::open(dir.path().join(DB_FILE)).expect("db");
         db.execute_batch(
@@ -1307,6 +1310,7 @@ mod tests {
         runtime().block_on(async {
             let store = Embedded::open(&settings).expect("reopen");
             store.append(event(2)).await.expect("append");
+            store.stats().await.expect("flush");
         });
         assert_eq!(journal::segments(&jdir).expect("list"), [6]);
         // A crash before the database took event 2: the next open applies segment 6.
