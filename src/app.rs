@@ -41,8 +41,9 @@ impl Prepared {
 /// Loads and fully validates the config at `path`, including reading its certificates.
 pub fn prepare(path: PathBuf) -> Result<Prepared, ConfigErrors> {
     let config = config::load(&path)?;
-    let snapshot = Snapshot::build(config, 1)
+    let mut snapshot = Snapshot::build(config, 1)
         .map_err(|errors| ConfigErrors::new_unsorted(path.clone(), errors))?;
+    snapshot.digest = crate::snapshot::file_digest(&path);
     Ok(Prepared { path, snapshot })
 }
 
@@ -135,7 +136,15 @@ pub async fn run(prepared: Prepared, shutdown: impl Future<Output = ()>) -> anyh
     if shared.delivery.is_some() {
         tasks.spawn(retention(shared.clone()));
     }
+    let shared_queue = shared
+        .delivery
+        .as_ref()
+        .and_then(|e| e.queue().shared().cloned());
+    if let Some(q) = &shared_queue {
+        tasks.spawn(cluster(q.clone(), shared.clone()));
+    }
     tasks.spawn(crate::alerts::run(shared.clone()));
+    started_ms();
     health.set_ready(true);
     tracing::info!(generation, "hookrouter started");
 
@@ -152,7 +161,71 @@ pub async fn run(prepared: Prepared, shutdown: impl Future<Output = ()>) -> anyh
         ),
     }
     tasks.abort_all();
+    if let Some(q) = shared_queue {
+        q.leave().await;
+    }
     Ok(())
+}
+
+/// When this process started serving, unix ms.
+static STARTED: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+
+/// When this process started serving, unix ms.
+pub(crate) fn started_ms() -> i64 {
+    *STARTED.get_or_init(crate::queue::now_ms)
+}
+
+/// Shared queue: announces this instance (with its config generation and digest) every few
+/// seconds and counts the instances and distinct configs it sees.
+async fn cluster(q: Arc<crate::queue::nats::Nats>, shared: Arc<Shared>) {
+    let started_at = crate::queue::rfc3339(started_ms());
+    let host = hostname();
+    let m = crate::metrics::get();
+    let mut failing = false;
+    loop {
+        let snap = shared.snapshot.load_full();
+        let me = crate::queue::nats::Instance {
+            id: q.instance_id().to_string(),
+            host: host.clone(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            generation: snap.generation,
+            config_digest: snap.digest.clone(),
+            started_at: started_at.clone(),
+            seen_at: crate::queue::rfc3339(crate::queue::now_ms()),
+        };
+        drop(snap);
+        let result = match q.announce(&me).await {
+            Ok(()) => q.instances().await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(all) => {
+                failing = false;
+                let digests: std::collections::BTreeSet<&str> =
+                    all.iter().map(|i| i.config_digest.as_str()).collect();
+                m.cluster_instances
+                    .set(i64::try_from(all.len()).unwrap_or(i64::MAX));
+                m.cluster_configs
+                    .set(i64::try_from(digests.len()).unwrap_or(i64::MAX));
+            }
+            Err(e) if !failing => {
+                failing = true;
+                tracing::warn!(error = %e, "cannot announce this instance to the others");
+            }
+            Err(_) => {}
+        }
+        tokio::time::sleep(crate::queue::nats::HEARTBEAT).await;
+    }
+}
+
+/// This machine's name, for the instances list.
+pub(crate) fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown".into())
 }
 
 /// Opens the queue and starts delivering, when the config has async routes (a sync-only
@@ -169,8 +242,19 @@ async fn open_queue(config: &config::Config) -> anyhow::Result<Option<Arc<Engine
                 .context("cannot open the queue")??;
             Queue::Embedded(store)
         }
-        config::Queue::Nats { .. } => {
-            anyhow::bail!("`queue.nats` is not supported by this build yet: use `queue.embedded`")
+        config::Queue::Nats(settings) => {
+            let dedup = config
+                .routes
+                .iter()
+                .filter(|r| r.mode == config::Mode::Async)
+                .map(|r| r.dedup_window)
+                .max()
+                .unwrap_or_default();
+            Queue::Nats(
+                crate::queue::nats::Nats::open(settings, dedup)
+                    .await
+                    .context("cannot open the queue")?,
+            )
         }
     };
     let engine = Engine::new(Arc::new(queue), &config.targets)

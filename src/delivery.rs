@@ -59,6 +59,8 @@ struct Worker {
     target: ArcSwapOption<Target>,
     state: Mutex<WorkerState>,
     wake: Notify,
+    /// Signalled when the worker may have room for more (shared queue: the puller waits on it).
+    room: Notify,
 }
 
 #[derive(Default)]
@@ -137,6 +139,7 @@ impl Engine {
                 .or_insert_with(|| self.spawn_worker(name));
             w.target.store(Some(Arc::new(t.clone())));
             w.wake.notify_one();
+            w.room.notify_one();
         }
     }
 
@@ -146,8 +149,12 @@ impl Engine {
             target: ArcSwapOption::empty(),
             state: Mutex::new(WorkerState::default()),
             wake: Notify::new(),
+            room: Notify::new(),
         });
         tokio::spawn(run_worker(self.clone(), w.clone()));
+        if let Some(q) = self.queue.shared() {
+            tokio::spawn(run_puller(q.clone(), w.clone()));
+        }
         w
     }
 
@@ -165,6 +172,13 @@ impl Engine {
     /// age, the breaker's state.
     pub(crate) fn observe(&self) {
         let m = crate::metrics::get();
+        if let Some(q) = self.queue.shared() {
+            // The backlog is the shared consumers', not this instance's few in hand.
+            for (name, (depth, oldest)) in q.backlog() {
+                m.queue_depth.with_label_values(&[&name]).set(depth);
+                m.oldest_pending.with_label_values(&[&name]).set(oldest);
+            }
+        }
         let now = now_ms();
         let Ok(workers) = self.workers.lock() else {
             return;
@@ -173,6 +187,12 @@ impl Engine {
             let Ok(st) = w.state.lock() else {
                 continue;
             };
+            m.breaker_state
+                .with_label_values(&[name])
+                .set(st.breaker.state(now));
+            if self.queue.shared().is_some() {
+                continue;
+            }
             let depth = i64::try_from(st.scheduled.len()).unwrap_or(i64::MAX);
             let oldest = st
                 .due
@@ -184,14 +204,15 @@ impl Engine {
             m.oldest_pending
                 .with_label_values(&[name])
                 .set(oldest.map_or(0.0, |t| (now - t).max(0) as f64 / 1000.0));
-            m.breaker_state
-                .with_label_values(&[name])
-                .set(st.breaker.state(now));
         }
     }
 
     /// Schedules the first attempts of a freshly stored event.
     pub(crate) fn enqueue(self: &Arc<Self>, event: Arc<StoredEvent>, targets: &[String]) {
+        if self.queue.shared().is_some() {
+            // The targets' consumers hand it to whichever instance has room.
+            return;
+        }
         let id: Arc<str> = Arc::from(event.id.as_str());
         for t in targets {
             let pending = Pending {
@@ -210,6 +231,9 @@ impl Engine {
 
     /// Schedules deliveries read from the store (resume on start, replay).
     pub(crate) fn schedule(self: &Arc<Self>, pending: Vec<Pending>) {
+        if self.queue.shared().is_some() {
+            return;
+        }
         for p in pending {
             if let Some(w) = self.worker(&p.target) {
                 let id: Arc<str> = Arc::from(p.event_id.as_str());
@@ -426,8 +450,11 @@ async fn attempt(engine: Arc<Engine>, w: Arc<Worker>, target: Arc<Target>, mut j
     job.pending.round_attempts = round_n;
     job.pending.next_ms = next_ms;
     job.due_ms = next_ms;
-    let again = state == DeliveryState::Pending;
-    w.finish(job, again, Some(!again));
+    let retry = state == DeliveryState::Pending;
+    // On a shared queue the retry is JetStream's redelivery (the record above naks with
+    // the delay), possibly to another instance.
+    let again = retry && engine.queue.shared().is_none();
+    w.finish(job, again, Some(!retry));
 }
 
 impl Worker {
@@ -449,6 +476,68 @@ impl Worker {
         st.settle(job, again);
         drop(st);
         self.wake.notify_one();
+        self.room.notify_one();
+    }
+
+    /// How many more deliveries the worker could start now (shared queue), or when to ask
+    /// again.
+    fn room(&self) -> Result<usize, Option<Duration>> {
+        let Some(target) = self.target.load_full() else {
+            return Err(None);
+        };
+        let Ok(st) = self.state.lock() else {
+            return Err(None);
+        };
+        let now = now_ms();
+        let limit = match st.breaker.gate(now, st.in_flight) {
+            Gate::Open if st.breaker.is_open() => 1,
+            Gate::Open => target.max_in_flight,
+            Gate::ClosedUntil(t) => return Err(Some(ms(t - now))),
+            Gate::Busy => return Err(None),
+        };
+        match limit.saturating_sub(st.scheduled.len()) {
+            0 => Err(None),
+            n => Ok(n),
+        }
+    }
+}
+
+/// Shared queue: pulls deliveries for one target from its consumer, as many as the worker
+/// can start at once, so the rest stay available to other instances.
+async fn run_puller(q: Arc<crate::queue::nats::Nats>, w: Arc<Worker>) {
+    let mut failing = false;
+    loop {
+        let room = match w.room() {
+            Ok(n) => n,
+            Err(wait) => {
+                let wait = wait.unwrap_or(Duration::from_secs(1));
+                tokio::select! {
+                    () = w.room.notified() => {}
+                    () = tokio::time::sleep(wait) => {}
+                }
+                continue;
+            }
+        };
+        let worker = w.clone();
+        let mut take = move |pending: Pending, event: Arc<StoredEvent>| {
+            let id: Arc<str> = Arc::from(pending.event_id.as_str());
+            worker.push(id, pending, Some(event));
+        };
+        match q.pull(&w.name, room, &mut take).await {
+            Ok(()) => {
+                if failing {
+                    tracing::info!(target_name = %w.name, "pulling deliveries again");
+                    failing = false;
+                }
+            }
+            Err(e) => {
+                if !failing {
+                    tracing::warn!(target_name = %w.name, error = %e, "cannot pull deliveries; retrying");
+                    failing = true;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
     }
 }
 

@@ -42,6 +42,10 @@ pub(crate) struct Metrics {
     /// 0 closed, 1 half-open, 2 open.
     pub(crate) breaker_state: IntGaugeVec,
     pub(crate) queue_disk: IntGauge,
+    /// Instances sharing this one's NATS queue, itself included (1 on the embedded queue).
+    pub(crate) cluster_instances: IntGauge,
+    /// Distinct configs (by file digest) among those instances: above 1 while they differ.
+    pub(crate) cluster_configs: IntGauge,
     /// By result: `success`, `failure`.
     pub(crate) reloads: IntCounterVec,
     pub(crate) generation: IntGauge,
@@ -132,9 +136,21 @@ impl Metrics {
         .expect("valid metric");
         let queue_disk = IntGauge::new(
             "hookrouter_queue_disk_bytes",
-            "Bytes the embedded queue takes on disk (database and journal).",
+            "Bytes the queue holds: the embedded store on disk (database and journal), or the NATS event and dead-letter streams.",
         )
         .expect("valid metric");
+        let cluster_instances = IntGauge::new(
+            "hookrouter_cluster_instances",
+            "Router instances seen sharing this one's queue in the last 30 seconds, itself included.",
+        )
+        .expect("valid metric");
+        cluster_instances.set(1);
+        let cluster_configs = IntGauge::new(
+            "hookrouter_cluster_config_versions",
+            "Distinct config files (by digest) those instances run: more than 1 while a change has not reached all of them.",
+        )
+        .expect("valid metric");
+        cluster_configs.set(1);
         Metrics {
             requests: counter(
                 &r,
@@ -218,6 +234,8 @@ impl Metrics {
                 &["target"],
             ),
             queue_disk: register(&r, queue_disk),
+            cluster_instances: register(&r, cluster_instances),
+            cluster_configs: register(&r, cluster_configs),
             reloads: counter(
                 &r,
                 "hookrouter_config_reloads_total",

@@ -12,10 +12,11 @@
 
 use bytes::Bytes;
 use http::HeaderMap;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub(crate) mod embedded;
 pub(crate) mod journal;
+pub(crate) mod nats;
 pub(crate) mod record;
 
 /// Why the queue could not do something.
@@ -111,7 +112,7 @@ pub(crate) struct Pending {
 }
 
 /// The state a delivery is in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum DeliveryState {
     Pending,
@@ -253,6 +254,8 @@ pub(crate) struct Purged {
 /// The queue, whichever backend stores it.
 pub(crate) enum Queue {
     Embedded(embedded::Embedded),
+    /// Shared by several instances: JetStream's consumers hand out the deliveries.
+    Nats(std::sync::Arc<nats::Nats>),
 }
 
 impl Queue {
@@ -260,6 +263,7 @@ impl Queue {
     pub(crate) async fn append(&self, event: NewEvent) -> Result<Appended, QueueError> {
         match self {
             Queue::Embedded(q) => q.append(event).await,
+            Queue::Nats(q) => q.append(event).await,
         }
     }
 
@@ -267,6 +271,7 @@ impl Queue {
     pub(crate) fn record(&self, attempt: AttemptRecord) {
         match self {
             Queue::Embedded(q) => q.record(attempt),
+            Queue::Nats(q) => q.record(attempt),
         }
     }
 
@@ -274,6 +279,7 @@ impl Queue {
     pub(crate) async fn pending(&self) -> Result<Vec<Pending>, QueueError> {
         match self {
             Queue::Embedded(q) => q.pending().await,
+            Queue::Nats(_) => Ok(Vec::new()),
         }
     }
 
@@ -281,6 +287,7 @@ impl Queue {
     pub(crate) async fn load(&self, id: &str) -> Result<Option<StoredEvent>, QueueError> {
         match self {
             Queue::Embedded(q) => q.load(id).await,
+            Queue::Nats(q) => q.load(id).await,
         }
     }
 
@@ -288,6 +295,7 @@ impl Queue {
     pub(crate) async fn replay(&self, sel: ReplaySelection) -> Result<Vec<Pending>, QueueError> {
         match self {
             Queue::Embedded(q) => q.replay(sel).await,
+            Queue::Nats(q) => q.replay(sel).await,
         }
     }
 
@@ -295,6 +303,7 @@ impl Queue {
     pub(crate) async fn events(&self, filter: ListFilter) -> Result<Vec<EventView>, QueueError> {
         match self {
             Queue::Embedded(q) => q.events(filter).await,
+            Queue::Nats(q) => q.events(filter).await,
         }
     }
 
@@ -302,6 +311,7 @@ impl Queue {
     pub(crate) async fn event(&self, id: &str) -> Result<Option<EventView>, QueueError> {
         match self {
             Queue::Embedded(q) => q.event(id).await,
+            Queue::Nats(q) => q.event(id).await,
         }
     }
 
@@ -312,6 +322,7 @@ impl Queue {
     ) -> Result<Vec<EventView>, QueueError> {
         match self {
             Queue::Embedded(q) => q.dead_letters(filter).await,
+            Queue::Nats(q) => q.dead_letters(filter).await,
         }
     }
 
@@ -324,6 +335,8 @@ impl Queue {
             // The running backend is fixed at start; a reload that names another one
             // takes effect only on restart, and until then the start's settings hold.
             (Queue::Embedded(q), _) => q.purge(q.retention()).await,
+            // JetStream applies the streams' own limits.
+            (Queue::Nats(_), _) => Ok(Purged::default()),
         }
     }
 
@@ -331,6 +344,16 @@ impl Queue {
     pub(crate) async fn gauges(&self) -> Result<(u64, Vec<(String, u64)>), QueueError> {
         match self {
             Queue::Embedded(q) => q.gauges().await,
+            Queue::Nats(q) => q.gauges().await,
+        }
+    }
+
+    /// The NATS queue, when that is the backend: its consumers hand out deliveries, so the
+    /// engine pulls rather than schedules.
+    pub(crate) fn shared(&self) -> Option<&std::sync::Arc<nats::Nats>> {
+        match self {
+            Queue::Embedded(_) => None,
+            Queue::Nats(q) => Some(q),
         }
     }
 
@@ -338,6 +361,7 @@ impl Queue {
     pub(crate) async fn stats(&self) -> Result<Stats, QueueError> {
         match self {
             Queue::Embedded(q) => q.stats().await,
+            Queue::Nats(q) => q.stats().await,
         }
     }
 }

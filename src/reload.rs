@@ -132,7 +132,8 @@ fn try_reload(path: &Path, shared: &Shared) -> bool {
         return false;
     }
     match Snapshot::build(config, old.generation + 1) {
-        Ok(snap) => {
+        Ok(mut snap) => {
+            snap.digest = crate::snapshot::file_digest(path);
             let generation = snap.generation;
             if let Some(engine) = &shared.delivery {
                 engine.apply(&snap.config.targets);

@@ -18,6 +18,9 @@ use crate::{
 pub(crate) struct Snapshot {
     /// Counts successful loads since start (1 = the startup config).
     pub(crate) generation: u64,
+    /// A short digest of the config file it was loaded from: instances sharing a queue
+    /// compare it to see whether they run the same config.
+    pub(crate) digest: String,
     pub(crate) config: Config,
     pub(crate) routes: RouteTable,
     /// Per route (same index as `config.routes`): what the request path needs precomputed.
@@ -78,12 +81,21 @@ impl Snapshot {
         }));
         Ok(Snapshot {
             generation,
+            digest: String::new(),
             config,
             routes,
             runtime,
             tls: tls_configs,
         })
     }
+}
+
+/// The first 12 hex digits of the SHA-256 of the file at `path` (empty if it cannot be read).
+pub(crate) fn file_digest(path: &std::path::Path) -> String {
+    use sha2::Digest as _;
+    std::fs::read(path)
+        .map(|b| hex::encode(&sha2::Sha256::digest(&b)[..6]))
+        .unwrap_or_default()
 }
 
 fn route_runtime(config: &Config, route: &Route) -> Result<RouteRuntime, (&'static str, String)> {

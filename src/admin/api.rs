@@ -47,6 +47,7 @@ enum Endpoint<'a> {
     ReplayDeadLetters,
     Queue,
     Alerts,
+    Instances,
 }
 
 impl<'a> Endpoint<'a> {
@@ -61,6 +62,7 @@ impl<'a> Endpoint<'a> {
             ["dlq", "replay"] => Endpoint::ReplayDeadLetters,
             ["queue"] => Endpoint::Queue,
             ["alerts"] => Endpoint::Alerts,
+            ["instances"] => Endpoint::Instances,
             _ => return None,
         })
     }
@@ -134,6 +136,10 @@ async fn handle(
             &serde_json::json!({ "alerts": crate::alerts::firing() }),
         ));
     }
+    if matches!(endpoint, Endpoint::Instances) {
+        Params::parse(req.uri().query(), &[])?;
+        return instances(shared).await;
+    }
     let Some(engine) = shared.delivery.as_ref() else {
         return Err(error(
             StatusCode::CONFLICT,
@@ -148,6 +154,7 @@ async fn handle(
             StatusCode::OK,
             &serde_json::json!({ "alerts": crate::alerts::firing() }),
         )),
+        Endpoint::Instances => instances(shared).await,
         Endpoint::Events => {
             let filter = list_filter(query)?;
             let limit = filter.limit;
@@ -260,6 +267,45 @@ async fn handle(
             Ok(json(StatusCode::OK, &stats))
         }
     }
+}
+
+/// `GET /api/v1/instances`: the instances sharing the queue (this one alone on the embedded
+/// queue), each with its config generation and digest; `config_versions` above 1 means they
+/// do not all run the same config file.
+async fn instances(shared: &Shared) -> Result<Response<Full<Bytes>>, Refusal> {
+    let shared_queue = shared
+        .delivery
+        .as_ref()
+        .and_then(|e| e.queue().shared().cloned());
+    let (me, all) = match shared_queue {
+        Some(q) => (
+            q.instance_id().to_string(),
+            q.instances().await.map_err(queue_error)?,
+        ),
+        None => {
+            let snap = shared.snapshot.load();
+            let me = crate::queue::nats::Instance {
+                id: "local".into(),
+                host: crate::app::hostname(),
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                generation: snap.generation,
+                config_digest: snap.digest.clone(),
+                started_at: crate::queue::rfc3339(crate::app::started_ms()),
+                seen_at: crate::queue::rfc3339(crate::queue::now_ms()),
+            };
+            (me.id.clone(), vec![me])
+        }
+    };
+    let versions: std::collections::BTreeSet<&str> =
+        all.iter().map(|i| i.config_digest.as_str()).collect();
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "this": me,
+            "config_versions": versions.len(),
+            "instances": all,
+        }),
+    ))
 }
 
 #[derive(Serialize)]

@@ -96,10 +96,73 @@ pub enum Queue {
     /// A store on local disk.
     Embedded(Embedded),
     /// A NATS JetStream server shared by several instances.
-    Nats {
-        /// Server URL.
-        url: String,
-    },
+    Nats(Nats),
+}
+
+/// `queue.nats`: a JetStream stream shared by every instance.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Nats {
+    /// Server URLs (a cluster's seeds), each `nats://host:port`, possibly with credentials.
+    pub urls: Vec<String>,
+    /// The stream's name (`HOOKROUTER`); its subjects, dead-letter stream, consumers and
+    /// key-value buckets are named after it.
+    pub stream: String,
+    /// Copies JetStream keeps of each message (1; 3 on a three-node cluster).
+    pub replicas: usize,
+    /// How long a delivery pulled by an instance stays its own without a sign of life before
+    /// JetStream hands it to another instance (30s).
+    pub ack_wait: Duration,
+    /// How long JetStream remembers message ids (the routes' longest `dedup_window` when
+    /// unset).
+    pub duplicate_window: Option<Duration>,
+    /// How long events are kept (7 days): longer than any target's `retry.max_age`.
+    pub retention: Duration,
+    /// How long dead letters are kept (14 days).
+    pub dead_retention: Duration,
+    /// Most bytes the event stream may hold; beyond it ingest answers 503 (10 GiB).
+    pub max_size: u64,
+}
+
+impl Nats {
+    /// The defaults, for `urls`.
+    pub fn at(urls: Vec<String>) -> Self {
+        Nats {
+            urls,
+            stream: "HOOKROUTER".into(),
+            replicas: 1,
+            ack_wait: Duration::from_secs(30),
+            duplicate_window: None,
+            retention: Duration::from_secs(7 * 86_400),
+            dead_retention: Duration::from_secs(14 * 86_400),
+            max_size: 10 << 30,
+        }
+    }
+}
+
+impl std::fmt::Debug for Nats {
+    // URLs may carry a user and password: show hosts only.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hosts: Vec<String> = self.urls.iter().map(|u| redact_url(u)).collect();
+        f.debug_struct("Nats")
+            .field("urls", &hosts)
+            .field("stream", &self.stream)
+            .field("replicas", &self.replicas)
+            .field("ack_wait", &self.ack_wait)
+            .field("duplicate_window", &self.duplicate_window)
+            .field("retention", &self.retention)
+            .field("dead_retention", &self.dead_retention)
+            .field("max_size", &self.max_size)
+            .finish()
+    }
+}
+
+/// A URL without the credentials it may carry (`nats://user:pass@host` → `nats://host`).
+pub fn redact_url(u: &str) -> String {
+    match (u.find("://"), u.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}{}", &u[..s + 3], &u[at + 1..]),
+        (None, Some(at)) => u[at + 1..].to_string(),
+        _ => u.to_string(),
+    }
 }
 
 /// `queue.embedded`: the store on local disk.

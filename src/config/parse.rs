@@ -13,8 +13,8 @@ use http::{HeaderName, Method, Uri};
 use super::{
     model::{
         Admin, AlertRule, Alerts, CertKey, Comparison, Config, Defaults, Deliver, Embedded, Listen,
-        Mode, Notify, NotifyFormat, OnUnknown, Queue, Retry, Route, Secret, Server, Sign, Signal,
-        Target, Verify, VersionSpec,
+        Mode, Nats, Notify, NotifyFormat, OnUnknown, Queue, Retry, Route, Secret, Server, Sign,
+        Signal, Target, Verify, VersionSpec,
     },
     yaml::{Map, Node, Reader, Text, location},
 };
@@ -414,31 +414,113 @@ fn queue(r: &mut Reader<'_>, node: &Node<'_>, path: &str) -> Queue {
             fallback(r)
         }
         (Some(e), None) => Queue::Embedded(embedded_queue(r, e, &m.path("embedded"))),
-        (None, Some(n)) => {
-            let p = m.path("nats");
-            match r.map(n, &p) {
-                Some(mut nm) => {
-                    let url = required(
-                        r,
-                        &mut nm,
-                        n,
-                        "url",
-                        "the NATS server URL, e.g. `nats://127.0.0.1:4222`",
-                    )
-                    .and_then(|(n, p)| r.non_empty(n, &p, "the NATS URL"));
-                    nm.finish(r);
-                    match url {
-                        Some(u) => Queue::Nats { url: u.value },
-                        None => fallback(r),
-                    }
-                }
-                None => fallback(r),
-            }
-        }
+        (None, Some(n)) => match nats_queue(r, n, &m.path("nats")) {
+            Some(q) => Queue::Nats(q),
+            None => fallback(r),
+        },
         (None, None) => fallback(r),
     };
     m.finish(r);
     q
+}
+
+/// `queue.nats: { url, stream, replicas, ack_wait, duplicate_window, retention,
+/// dead_retention, max_size }`; `url` is one URL or a list (a cluster's seeds).
+fn nats_queue(r: &mut Reader<'_>, node: &Node<'_>, path: &str) -> Option<Nats> {
+    let mut m = r.map(node, path)?;
+    let mut urls = Vec::new();
+    match m.get("url") {
+        None => r.error(
+            node,
+            &m.path("url"),
+            "missing `url`: the NATS server URL, e.g. `nats://127.0.0.1:4222`",
+        ),
+        Some(n) => {
+            let p = m.path("url");
+            let items = match &n.data {
+                saphyr::YamlData::Sequence(_) => r.seq(n, &p),
+                _ => vec![(n, p)],
+            };
+            if items.is_empty() {
+                r.error(n, &m.path("url"), "give at least one NATS server URL");
+            }
+            for (n, p) in items {
+                if let Some(u) = r.non_empty(n, &p, "the NATS URL") {
+                    if nats_url_ok(&u.value) {
+                        urls.push(u.value);
+                    } else {
+                        r.error(n, &p, "expected `nats://host:port` (or `tls://host:port`)");
+                    }
+                }
+            }
+        }
+    }
+    let mut q = Nats::at(urls);
+    if let Some(n) = m.get("stream") {
+        let p = m.path("stream");
+        if let Some(t) = r.non_empty(n, &p, "the stream name") {
+            if t.value.len() <= 32 && valid_name(&t.value) {
+                q.stream = t.value;
+            } else {
+                r.error(
+                    n,
+                    &p,
+                    "a stream name is at most 32 letters, digits, `-` and `_`",
+                );
+            }
+        }
+    }
+    if let Some(n) = m.get("replicas") {
+        let p = m.path("replicas");
+        match r.integer(n, &p, 1..=5) {
+            Some(v) if v % 2 == 1 => q.replicas = usize::try_from(v).unwrap_or(1),
+            Some(_) => r.error(
+                n,
+                &p,
+                "use an odd number of replicas (1, 3 or 5): JetStream needs a majority",
+            ),
+            None => {}
+        }
+    }
+    for (key, slot) in [
+        ("ack_wait", &mut q.ack_wait),
+        ("retention", &mut q.retention),
+        ("dead_retention", &mut q.dead_retention),
+    ] {
+        if let Some(d) = m
+            .get(key)
+            .and_then(|n| positive_duration(r, n, &m.path(key)))
+        {
+            *slot = d;
+        }
+    }
+    if let Some(n) = m.get("ack_wait")
+        && q.ack_wait < Duration::from_secs(1)
+    {
+        r.error(n, &m.path("ack_wait"), "must be at least 1s");
+    }
+    if let Some(n) = m.get("duplicate_window") {
+        q.duplicate_window = positive_duration(r, n, &m.path("duplicate_window"));
+    }
+    if let Some(n) = m.get("max_size") {
+        let p = m.path("max_size");
+        match r.size(n, &p) {
+            Some(v) if v >= MIN_QUEUE_SIZE => q.max_size = v,
+            Some(_) => r.error(n, &p, "must be at least 1MiB"),
+            None => {}
+        }
+    }
+    m.finish(r);
+    Some(q)
+}
+
+/// Whether `u` looks like a NATS server URL: a scheme the client speaks and a host.
+fn nats_url_ok(u: &str) -> bool {
+    let Some((scheme, rest)) = u.split_once("://") else {
+        return false;
+    };
+    let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+    matches!(scheme, "nats" | "tls") && !host.is_empty() && !host.contains('/')
 }
 
 /// `queue.embedded: { path, retention, dead_retention, max_size }`.
