@@ -1978,6 +1978,73 @@ routes:
     }
 
     #[test]
+    fn nats_queue_keys_are_read_and_urls_stay_out_of_debug() {
+        let base = MINIMAL.replace(
+            "targets:",
+            "queue: { nats: { url: [\"nats://u:p4ss@10.0.0.1:4222\", \"tls://n2:4222\"], stream: HR-1, replicas: 3, ack_wait: 5s, duplicate_window: 2h, retention: 2d, dead_retention: 3d, max_size: 1GiB } }\ntargets:",
+        );
+        let c = load(&base);
+        let Queue::Nats(n) = &c.queue else {
+            panic!("expected the NATS queue, got {:?}", c.queue);
+        };
+        assert_eq!(
+            n.urls,
+            ["nats://u:p4ss@10.0.0.1:4222", "tls://n2:4222"].map(String::from)
+        );
+        assert_eq!(n.stream, "HR-1");
+        assert_eq!(n.replicas, 3);
+        assert_eq!(n.ack_wait, Duration::from_secs(5));
+        assert_eq!(n.duplicate_window, Some(Duration::from_secs(7200)));
+        assert_eq!(n.retention, Duration::from_secs(2 * 86_400));
+        assert_eq!(n.dead_retention, Duration::from_secs(3 * 86_400));
+        assert_eq!(n.max_size, 1 << 30);
+        let debug = format!("{:?}", c.queue);
+        assert!(
+            !debug.contains("p4ss") && debug.contains("10.0.0.1:4222"),
+            "{debug}"
+        );
+
+        let single = load(&MINIMAL.replace(
+            "targets:",
+            "queue: { nats: { url: \"nats://127.0.0.1:4222\" } }\ntargets:",
+        ));
+        let Queue::Nats(n) = &single.queue else {
+            panic!("expected the NATS queue");
+        };
+        assert_eq!(
+            n,
+            &crate::config::Nats::at(vec!["nats://127.0.0.1:4222".into()])
+        );
+
+        for (bad, expect) in [
+            ("{ nats: { url: \"http://x:4222\" } }", "nats://host:port"),
+            ("{ nats: { url: [] } }", "at least one"),
+            ("{ nats: { url: \"nats://x\", replicas: 2 } }", "odd number"),
+            (
+                "{ nats: { url: \"nats://x\", ack_wait: 100ms } }",
+                "at least 1s",
+            ),
+            (
+                "{ nats: { url: \"nats://x\", stream: \"a.b\" } }",
+                "stream name",
+            ),
+            ("{ nats: { stream: x } }", "missing `url`"),
+            ("{ nats: { url: \"nats://x\", bogus: 1 } }", "bogus"),
+        ] {
+            let src = MINIMAL.replace("targets:", &format!("queue: {bad}\ntargets:"));
+            let err = crate::config::from_str(
+                &src,
+                Path::new("/etc/hookrouter/router.yaml"),
+                Path::new("/etc/hookrouter"),
+                &|_: &str| None,
+            )
+            .expect_err(bad)
+            .to_string();
+            assert!(err.contains(expect), "{bad}: {err}");
+        }
+    }
+
+    #[test]
     fn every_new_key_is_read() {
         let c = load(
             r#"

@@ -75,7 +75,7 @@ pub(crate) struct Nats {
     attempts: jetstream::stream::Stream,
     /// `S_INSTANCES`, subjects `S.instances.<id>`: one entry per running instance.
     instances: jetstream::stream::Stream,
-    consumers: Mutex<HashMap<String, PullConsumer>>,
+    consumers: Mutex<HashMap<String, Arc<PullConsumer>>>,
     /// Deliveries this instance pulled and has not finished: their ack handles.
     held: Mutex<HashMap<(String, String), Held>>,
     /// Per target: messages its consumer has yet to pass or see acked, and the age of the
@@ -289,7 +289,7 @@ impl Nats {
     /// The target's consumer, created (delivering only events published from now on) if it
     /// does not exist yet. Every instance does this for a target before it publishes an event
     /// naming it, so no event misses its consumer.
-    async fn consumer(&self, target: &str) -> Result<PullConsumer, QueueError> {
+    async fn consumer(&self, target: &str) -> Result<Arc<PullConsumer>, QueueError> {
         if let Some(c) = self
             .consumers
             .lock()
@@ -298,24 +298,33 @@ impl Nats {
         {
             return Ok(c);
         }
-        let c: PullConsumer = self
+        let config = pull::Config {
+            durable_name: Some(target.to_string()),
+            description: Some(format!("hookrouter: deliveries to {target}")),
+            filter_subject: format!("{}.events.*", self.settings.stream),
+            deliver_policy: DeliverPolicy::New,
+            ack_policy: AckPolicy::Explicit,
+            ack_wait: self.settings.ack_wait,
+            max_deliver: -1,
+            max_ack_pending: 20_000,
+            ..Default::default()
+        };
+        let mut c: PullConsumer = self
             .events
-            .get_or_create_consumer(
-                target,
-                pull::Config {
-                    durable_name: Some(target.to_string()),
-                    description: Some(format!("hookrouter: deliveries to {target}")),
-                    filter_subject: format!("{}.events.*", self.settings.stream),
-                    deliver_policy: DeliverPolicy::New,
-                    ack_policy: AckPolicy::Explicit,
-                    ack_wait: self.settings.ack_wait,
-                    max_deliver: -1,
-                    max_ack_pending: 20_000,
-                    ..Default::default()
-                },
-            )
+            .get_or_create_consumer(target, config.clone())
             .await
             .map_err(|e| unavailable(&format!("cannot set up the consumer for {target}"), e))?;
+        if c.cached_info().config.ack_wait != self.settings.ack_wait {
+            // `ack_wait` changed since the consumer was made: the settings of the instance
+            // started last apply (the start position is kept).
+            match self.events.create_consumer(config).await {
+                Ok(updated) => c = updated,
+                Err(e) => {
+                    tracing::warn!(target_name = %target, error = %e, "cannot change the consumer's ack_wait; keeping its own");
+                }
+            }
+        }
+        let c = Arc::new(c);
         if let Ok(mut m) = self.consumers.lock() {
             m.insert(target.to_string(), c.clone());
         }
@@ -1025,8 +1034,17 @@ impl Nats {
         Ok(out)
     }
 
-    /// Removes this instance's entry (on shutdown).
+    /// On shutdown: hands the deliveries this instance holds back to JetStream at once (rather
+    /// than after `ack_wait`) and removes this instance's entry.
     pub(crate) async fn leave(&self) {
+        let held: Vec<Arc<Acker>> = self
+            .held
+            .lock()
+            .map(|mut h| h.drain().map(|(_, h)| h.acker).collect())
+            .unwrap_or_default();
+        for a in held {
+            let _ = a.ack_with(AckKind::Nak(None)).await;
+        }
         let _ = self
             .instances
             .purge()
