@@ -29,6 +29,8 @@ const METRICS: &[&str] = &[
     "hookrouter_certificate_expiry_timestamp_seconds",
     "hookrouter_queue_disk_bytes",
     "hookrouter_alerts_firing",
+    "hookrouter_cluster_instances",
+    "hookrouter_cluster_config_versions",
 ];
 
 /// The histograms among [`METRICS`]: they are also queried as `_bucket`, `_sum` and `_count`.
@@ -48,6 +50,7 @@ const ALERTS: &[&str] = &[
     "HookrouterTrafficSpike",
     "HookrouterCertificateExpiringSoon",
     "HookrouterConfigReloadFailed",
+    "HookrouterConfigDrift",
     "HookrouterCircuitBreakerOpen",
     "HookrouterDown",
 ];

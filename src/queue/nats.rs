@@ -15,7 +15,7 @@
 //! - stream `S_DLQ`, subjects `S.dlq.<event id>.<target>`: one copy per dead delivery.
 //! - stream `S_ATTEMPTS`, subjects `S.attempts.<event id>.<target>`: every attempt (the
 //!   last 64 per delivery), for `events`, `dlq` and `events show`.
-//! - stream `S_INSTANCES` (in memory), subjects `S.instances.<id>`: one entry per running
+//! - stream `S_INSTANCES`, subjects `S.instances.<id>`: one entry per running
 //!   instance, refreshed every few seconds, with its config generation and digest.
 //!
 //! A replay publishes a copy of the event (header `Hookrouter-Replay`) naming only the
@@ -226,7 +226,8 @@ impl Nats {
                 max_messages_per_subject: 1,
                 max_age: INSTANCE_TTL,
                 num_replicas: settings.replicas,
-                storage: StorageType::Memory,
+                // On file, like the rest, so it outlives a restart of the NATS server.
+                storage: StorageType::File,
                 ..Default::default()
             })
             .await
@@ -306,7 +307,7 @@ impl Nats {
             ack_policy: AckPolicy::Explicit,
             ack_wait: self.settings.ack_wait,
             max_deliver: -1,
-            max_ack_pending: 20_000,
+            max_ack_pending: 100_000,
             ..Default::default()
         };
         let mut c: PullConsumer = self
