@@ -24,6 +24,12 @@ mod lifecycle;
 mod logs;
 /// `/metrics`: exact values, promtool, bounded series.
 mod metrics;
+/// The NATS JetStream queue shared by several instances: exactly-once sharing, dedup across
+/// instances, an instance killed and the NATS server restarted under load, dead letters and
+/// replay through another instance, the instances registry.
+mod nats;
+/// A private `nats-server` per test (used by `nats`).
+mod nats_server;
 /// Reload on SIGHUP and file change; certificates too.
 mod reload;
 /// TLS: versions, key types, SNI, HTTP/2 by ALPN.

@@ -58,8 +58,18 @@ impl Router {
 
     /// Like `start_in`, with extra environment variables for the router process.
     pub fn start_with_env(dir: tempfile::TempDir, yaml: &str, env: &[(&str, String)]) -> Router {
-        let port = free_port();
-        let admin_port = free_port();
+        Self::start_on(dir, yaml, env, free_port(), free_port())
+    }
+
+    /// Like `start_with_env`, on ports chosen by the caller (who may pass them in `env` so
+    /// that several routers run byte-identical config files).
+    pub fn start_on(
+        dir: tempfile::TempDir,
+        yaml: &str,
+        env: &[(&str, String)],
+        port: u16,
+        admin_port: u16,
+    ) -> Router {
         let config = dir.path().join("router.yaml");
         let text = fill(yaml, port, admin_port, dir.path());
         std::fs::write(&config, text).expect("write config");
