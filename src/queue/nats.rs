@@ -849,17 +849,45 @@ impl Nats {
         }
         let mut out = Vec::new();
         for (id, (mut e, targets)) in todo {
-            let mut prior = Vec::new();
+            // Per target: attempts made so far, the latest record (to put back if the replay
+            // cannot be published) and the dead letter to remove (by its own sequence, read
+            // now: once the copy is out, a new dead letter may take the subject).
+            let mut before = Vec::with_capacity(targets.len());
             for t in &targets {
-                let made = self
-                    .attempts(&id, t)
-                    .await?
-                    .iter()
-                    .map(|a| a.attempt)
-                    .max()
-                    .unwrap_or(0);
-                prior.push(format!("{t}={made}"));
+                let history = self.attempts(&id, t).await?;
+                let made = history.iter().map(|a| a.attempt).max().unwrap_or(0);
+                let dead = match self
+                    .dlq
+                    .get_last_raw_message_by_subject(&self.dlq_subject(&id, t))
+                    .await
+                {
+                    Ok(m) => Some(m.sequence),
+                    Err(e) if is_not_found(&e) => None,
+                    Err(e) => return Err(unavailable("cannot read the dead letters", e)),
+                };
+                before.push((t.clone(), made, history.into_iter().last(), dead));
             }
+            let now = now_ms();
+            // The state goes first: the copy can be delivered (and its result recorded)
+            // before this call returns, and must not be followed by an older "pending".
+            for (t, made, _, _) in &before {
+                let marker = StoredAttempt {
+                    state: DeliveryState::Pending,
+                    attempt: *made,
+                    at_ms: now,
+                    status: None,
+                    latency_ms: 0,
+                    error: None,
+                    next_ms: now,
+                };
+                if let Err(e) = self.put_attempt(&id, t, &marker).await {
+                    tracing::warn!(event_id = %id, target_name = %t, error = %e, "cannot record the replay's state");
+                }
+            }
+            let prior: Vec<String> = before
+                .iter()
+                .map(|(t, made, _, _)| format!("{t}={made}"))
+                .collect();
             e.targets = targets.iter().cloned().collect();
             let mut payload = Vec::with_capacity(e.body.len() + 512);
             record::encode_event(&e, &mut payload);
@@ -868,43 +896,28 @@ impl Nats {
                 .header(EVENT_ID, id.as_str())
                 .header(REPLAY, "1")
                 .header(PRIOR, prior.join(",").as_str());
-            let now = now_ms();
-            self.js
-                .send_publish(self.subject(&id), publish)
-                .await
-                .map_err(|err| unavailable("replay not published", err))?
-                .await
-                .map_err(|err| unavailable("replay not acknowledged", err))?;
-            for t in &targets {
-                let made = prior.iter().find_map(|p| prior_attempts(p, t)).unwrap_or(0);
-                let marker = StoredAttempt {
-                    state: DeliveryState::Pending,
-                    attempt: made,
-                    at_ms: now,
-                    status: None,
-                    latency_ms: 0,
-                    error: None,
-                    next_ms: now,
-                };
-                if let Err(e) = self.put_attempt(&id, t, &marker).await {
-                    tracing::warn!(event_id = %id, target_name = %t, error = %e, "replayed, but its state could not be recorded");
+            let published = match self.js.send_publish(self.subject(&id), publish).await {
+                Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            if let Err(err) = published {
+                for (t, _, latest, _) in &before {
+                    if let Some(latest) = latest {
+                        let _ = self.put_attempt(&id, t, latest).await;
+                    }
                 }
-                match self
-                    .dlq
-                    .get_last_raw_message_by_subject(&self.dlq_subject(&id, t))
-                    .await
+                return Err(unavailable("replay not published", err));
+            }
+            for (t, made, _, dead) in before {
+                if let Some(seq) = dead
+                    && let Err(e) = self.dlq.delete_message(seq).await
+                    && !is_not_found(&e)
                 {
-                    Ok(m) => {
-                        let _ = self.dlq.delete_message(m.sequence).await;
-                    }
-                    Err(e) if is_not_found(&e) => {}
-                    Err(e) => {
-                        tracing::warn!(event_id = %id, target_name = %t, error = %e, "replayed, but the dead letter could not be removed");
-                    }
+                    tracing::warn!(event_id = %id, target_name = %t, error = %e, "replayed, but the dead letter could not be removed");
                 }
                 out.push(Pending {
                     event_id: id.clone(),
-                    target: t.clone(),
+                    target: t,
                     attempts: made,
                     round_attempts: 0,
                     round_started_ms: now,

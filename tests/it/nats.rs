@@ -723,10 +723,6 @@ async fn outage_under_load(name: &str, crash: bool) {
     eprintln!("{name}: {duplicates} duplicate deliveries");
 }
 
-// BUG: intermittent, same cause as `replayed_dead_letters_all_end_delivered` (the replay's
-// pending marker written after the copy was delivered: `stayed pending (3 attempts)`).
-// Remove the `#[ignore]` once fixed.
-#[ignore = "BUG: a replay's pending marker can overwrite the delivered state"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_dead_letters_and_replay() {
     let nats = NatsServer::start();
@@ -1046,12 +1042,6 @@ targets:
     .await;
 }
 
-// BUG: `Nats::replay` (src/queue/nats.rs) publishes the replay copy and only then writes the
-// "pending" marker to `S_ATTEMPTS`; when the copy is delivered before the marker lands, the
-// marker becomes the delivery's latest record and the event shows `pending` forever (here 1 to
-// 3 of 100 replays per run, and now and then the single replay of `nats_dead_letters_and_replay`
-// under load). Remove the `#[ignore]` once fixed.
-#[ignore = "BUG: a replay's pending marker can overwrite the delivered state"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replayed_dead_letters_all_end_delivered() {
     const N: usize = 100;
@@ -1181,11 +1171,6 @@ async fn dead_count(r: &Router) -> Option<u64> {
     api_json(r, "/api/v1/queue").await["dead"].as_u64()
 }
 
-// BUG: `Nats::replay` (src/queue/nats.rs) deletes the dead letter (the last message on
-// `S.dlq.<id>.<target>`) after publishing the replay copy; when the copy fails again before
-// that, the delete removes the NEW dead letter: the delivery is `dead` but no longer in the
-// dead-letter list (1 to 4 of 100 per run). Remove the `#[ignore]` once fixed.
-#[ignore = "BUG: a replay can delete the dead letter its own failed delivery just wrote"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_letters_replayed_to_a_still_failing_target_are_dead_letters_again() {
     const N: usize = 100;
