@@ -6,20 +6,24 @@
 //!   JetStream's duplicate window drops a provider's retry whichever instance it reaches.
 //!   Limits retention (`retention`, `max_size`, discard new: a full stream refuses, so ingest
 //!   answers 503 rather than dropping what it accepted).
-//! - one durable pull consumer per target on `S.events.*`, shared by every instance: an
-//!   instance pulls only what its worker can start at once, acks after success, naks with
-//!   the retry policy's delay after a retryable failure, and after the last attempt copies
-//!   the event to the dead-letter stream, then acks. Messages an instance holds are kept
-//!   alive with progress acks; if it dies, JetStream hands them to another after `ack_wait`.
-//!   A message whose targets do not include the consumer's target is acked at once.
+//! - stream `S_DELIVER` (work-queue retention), subjects `S.deliver.<target>.<event id>`: one
+//!   small ticket per delivery, published after the event (`Nats-Msg-Id:
+//!   <route>:<dedup key>:<target>`, so a provider's retry after a partial publish completes the
+//!   set without doubling any), removed once acknowledged. Each target has one durable pull
+//!   consumer on its own subjects, shared by every instance, so a consumer sees only its own
+//!   target's deliveries and its backlog is exactly what waits for that target. An instance
+//!   pulls only what its worker can start at once, reads the event, acks after success, naks
+//!   with the retry policy's delay after a retryable failure, and after the last attempt copies
+//!   the event to the dead-letter stream, then acks. Tickets an instance holds are kept alive
+//!   with progress acks; if it dies, JetStream hands them to another after `ack_wait`.
 //! - stream `S_DLQ`, subjects `S.dlq.<event id>.<target>`: one copy per dead delivery.
 //! - stream `S_ATTEMPTS`, subjects `S.attempts.<event id>.<target>`: every attempt (the
 //!   last 64 per delivery), for `events`, `dlq` and `events show`.
-//! - stream `S_INSTANCES`, subjects `S.instances.<id>`: one entry per running
-//!   instance, refreshed every few seconds, with its config generation and digest.
+//! - stream `S_INSTANCES`, subjects `S.instances.<id>`: one entry per running instance,
+//!   refreshed every few seconds, with its config generation and digest.
 //!
-//! A replay publishes a copy of the event (header `Hookrouter-Replay`) naming only the
-//! replayed targets, with the attempts made so far, and removes their dead letters.
+//! A replay publishes new tickets for the replayed targets, carrying the attempts made so far,
+//! and removes their dead letters.
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap, HashSet},
@@ -59,8 +63,7 @@ const INSTANCE_TTL: Duration = Duration::from_secs(30);
 const BACKLOG_EVERY: Duration = Duration::from_secs(5);
 
 const EVENT_ID: &str = "Hookrouter-Event-Id";
-const REPLAY: &str = "Hookrouter-Replay";
-/// `target=attempts,…`: attempts made before a replay, per target.
+/// On a replay's ticket: the attempts made before it.
 const PRIOR: &str = "Hookrouter-Prior-Attempts";
 const TARGET: &str = "Hookrouter-Target";
 
@@ -70,6 +73,8 @@ pub(crate) struct Nats {
     js: jetstream::Context,
     settings: crate::config::Nats,
     events: jetstream::stream::Stream,
+    /// `S_DELIVER`: the delivery tickets.
+    deliver: jetstream::stream::Stream,
     dlq: jetstream::stream::Stream,
     /// `S_ATTEMPTS`, subjects `S.attempts.<event id>.<target>`: every attempt.
     attempts: jetstream::stream::Stream,
@@ -188,6 +193,20 @@ impl Nats {
             .map_err(|e| unavailable("cannot set up the event stream", e))?;
         tracing::debug!(stream = %events.config.name, "event stream ready");
         js.create_or_update_stream(jetstream::stream::Config {
+            name: format!("{s}_DELIVER"),
+            description: Some("hookrouter: deliveries waiting, one per event and target".into()),
+            subjects: vec![format!("{s}.deliver.*.*")],
+            retention: RetentionPolicy::WorkQueue,
+            discard: DiscardPolicy::New,
+            max_age: settings.retention,
+            duplicate_window: window,
+            num_replicas: settings.replicas,
+            storage: StorageType::File,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| unavailable("cannot set up the delivery stream", e))?;
+        js.create_or_update_stream(jetstream::stream::Config {
             name: format!("{s}_DLQ"),
             description: Some("hookrouter: dead letters".into()),
             subjects: vec![format!("{s}.dlq.*.*")],
@@ -246,6 +265,7 @@ impl Nats {
             }
         };
         let attempts = open(format!("{s}_ATTEMPTS")).await?;
+        let deliver = open(format!("{s}_DELIVER")).await?;
         let instances = open(format!("{s}_INSTANCES")).await?;
         let events = js
             .get_stream(s)
@@ -260,6 +280,7 @@ impl Nats {
             js,
             settings: settings.clone(),
             events,
+            deliver,
             dlq,
             attempts,
             instances,
@@ -283,13 +304,15 @@ impl Nats {
         format!("{}.events.{id}", self.settings.stream)
     }
 
+    fn ticket_subject(&self, target: &str, id: &str) -> String {
+        format!("{}.deliver.{target}.{id}", self.settings.stream)
+    }
+
     fn dlq_subject(&self, id: &str, target: &str) -> String {
         format!("{}.dlq.{id}.{target}", self.settings.stream)
     }
 
-    /// The target's consumer, created (delivering only events published from now on) if it
-    /// does not exist yet. Every instance does this for a target before it publishes an event
-    /// naming it, so no event misses its consumer.
+    /// The target's consumer, created if it does not exist yet.
     async fn consumer(&self, target: &str) -> Result<Arc<PullConsumer>, QueueError> {
         if let Some(c) = self
             .consumers
@@ -302,8 +325,8 @@ impl Nats {
         let config = pull::Config {
             durable_name: Some(target.to_string()),
             description: Some(format!("hookrouter: deliveries to {target}")),
-            filter_subject: format!("{}.events.*", self.settings.stream),
-            deliver_policy: DeliverPolicy::New,
+            filter_subject: format!("{}.deliver.{target}.*", self.settings.stream),
+            deliver_policy: DeliverPolicy::All,
             ack_policy: AckPolicy::Explicit,
             ack_wait: self.settings.ack_wait,
             max_deliver: -1,
@@ -311,14 +334,14 @@ impl Nats {
             ..Default::default()
         };
         let mut c: PullConsumer = self
-            .events
+            .deliver
             .get_or_create_consumer(target, config.clone())
             .await
             .map_err(|e| unavailable(&format!("cannot set up the consumer for {target}"), e))?;
         if c.cached_info().config.ack_wait != self.settings.ack_wait {
             // `ack_wait` changed since the consumer was made: the settings of the instance
             // started last apply (the start position is kept).
-            match self.events.create_consumer(config).await {
+            match self.deliver.create_consumer(config).await {
                 Ok(updated) => c = updated,
                 Err(e) => {
                     tracing::warn!(target_name = %target, error = %e, "cannot change the consumer's ack_wait; keeping its own");
@@ -339,12 +362,10 @@ impl Nats {
         }
     }
 
-    /// Publishes the event and returns once JetStream has stored it.
-    pub(crate) async fn append(&self, e: NewEvent) -> Result<Appended, QueueError> {
+    /// Publishes the event, then its delivery tickets, and returns once JetStream has stored
+    /// them all.
+    pub(crate) async fn append(&self, mut e: NewEvent) -> Result<Appended, QueueError> {
         self.connected()?;
-        for t in &e.targets {
-            self.consumer(t).await?;
-        }
         let mut payload = Vec::with_capacity(e.body.len() + 512);
         record::encode_event(&e, &mut payload);
         let mut publish = jetstream::message::PublishMessage::build()
@@ -360,19 +381,70 @@ impl Nats {
             .map_err(|err| unavailable("publish failed", err))?
             .await
             .map_err(|err| unavailable("publish not acknowledged", err))?;
-        if !ack.duplicate {
-            return Ok(Appended::Stored);
+        let duplicate = ack.duplicate;
+        if duplicate {
+            // The acknowledgement of a duplicate carries the first message's sequence. Its
+            // tickets are published again below (each deduplicated by its own id), so a
+            // first attempt that stopped half-way is completed rather than left short.
+            let first = self
+                .events
+                .get_raw_message(ack.sequence)
+                .await
+                .map_err(|err| unavailable("cannot read the first copy of a duplicate", err))?;
+            let Some(first) = record::decode_event(&first.payload) else {
+                return Err(QueueError::Unavailable(
+                    "the first copy of a duplicate is unreadable".into(),
+                ));
+            };
+            e.id = first.id;
+            e.targets = first.targets;
         }
-        // The acknowledgement of a duplicate carries the first message's sequence.
-        let id = match self.events.get_raw_message(ack.sequence).await {
-            Ok(m) => m
-                .headers
-                .get(EVENT_ID)
-                .map(|v| v.as_str().to_string())
-                .unwrap_or_default(),
-            Err(_) => String::new(),
-        };
-        Ok(Appended::Duplicate { id })
+        self.publish_tickets(&e, None).await?;
+        if duplicate {
+            Ok(Appended::Duplicate { id: e.id })
+        } else {
+            Ok(Appended::Stored)
+        }
+    }
+
+    /// Publishes a ticket per target of `e` (all sent, then all acknowledgements awaited). A
+    /// replay passes the attempts made so far and publishes without message ids.
+    async fn publish_tickets(
+        &self,
+        e: &NewEvent,
+        replay: Option<&[(String, u32)]>,
+    ) -> Result<(), QueueError> {
+        let mut acks = Vec::with_capacity(e.targets.len());
+        for t in &e.targets {
+            let mut ticket = jetstream::message::PublishMessage::build()
+                .payload(Bytes::new())
+                .header(EVENT_ID, e.id.as_str());
+            match replay {
+                Some(prior) => {
+                    let made = prior
+                        .iter()
+                        .find(|(name, _)| name == t)
+                        .map_or(0, |(_, n)| *n);
+                    ticket = ticket.header(PRIOR, made.to_string().as_str());
+                }
+                None => {
+                    if let Some(key) = &e.dedup_key {
+                        ticket = ticket.message_id(format!("{}:{key}:{t}", e.route));
+                    }
+                }
+            }
+            acks.push(
+                self.js
+                    .send_publish(self.ticket_subject(t, &e.id), ticket)
+                    .await
+                    .map_err(|err| unavailable("delivery not published", err))?,
+            );
+        }
+        for ack in acks {
+            ack.await
+                .map_err(|err| unavailable("delivery not acknowledged", err))?;
+        }
+        Ok(())
     }
 
     /// Pulls up to `room` deliveries for `target` (waiting a few seconds for the first) and
@@ -401,23 +473,35 @@ impl Nats {
                 ),
                 Err(_) => (1, now_ms()),
             };
-            let prior = m
-                .headers
-                .as_ref()
-                .and_then(|h| h.get(PRIOR))
-                .and_then(|v| prior_attempts(v.as_str(), target))
-                .unwrap_or(0);
-            let (msg, acker) = m.split();
+            let header = |name: &str| {
+                m.headers
+                    .as_ref()
+                    .and_then(|h| h.get(name))
+                    .map(|v| v.as_str().to_string())
+            };
+            let prior: u32 = header(PRIOR).and_then(|v| v.parse().ok()).unwrap_or(0);
+            let id = header(EVENT_ID).unwrap_or_default();
+            let (_, acker) = m.split();
             let acker = Arc::new(acker);
-            let Some(e) = record::decode_event(&msg.payload) else {
-                tracing::error!(target_name = %target, subject = %msg.subject, "unreadable message in the event stream; dropped");
+            let stored = match self
+                .events
+                .get_last_raw_message_by_subject(&self.subject(&id))
+                .await
+            {
+                Ok(stored) => record::decode_event(&stored.payload).map(|e| (e, stored.payload)),
+                Err(e) if is_not_found(&e) => None,
+                Err(e) => {
+                    let _ = acker
+                        .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                        .await;
+                    return Err(unavailable("cannot read the event", e));
+                }
+            };
+            let Some((e, payload)) = stored else {
+                tracing::error!(target_name = %target, event_id = %id, "a delivery's event is no longer stored (queue.nats.retention passed?); dropped");
                 let _ = acker.ack_with(AckKind::Term).await;
                 continue;
             };
-            if !e.targets.iter().any(|t| t == target) {
-                let _ = acker.ack().await;
-                continue;
-            }
             let key = (e.id.clone(), target.to_string());
             let taken = match self.held.lock() {
                 Ok(mut held) if !held.contains_key(&key) => {
@@ -425,7 +509,7 @@ impl Nats {
                         key,
                         Held {
                             acker: acker.clone(),
-                            payload: msg.payload.clone(),
+                            payload,
                         },
                     );
                     true
@@ -434,8 +518,8 @@ impl Nats {
                 Err(_) => return Err(QueueError::Closed),
             };
             if !taken {
-                // Already being delivered here (a replay copy beside the original): later,
-                // once that one is settled.
+                // Already being delivered here (a replay beside the first round): later, once
+                // that one is settled.
                 let _ = acker
                     .ack_with(AckKind::Nak(Some(self.settings.ack_wait)))
                     .await;
@@ -513,8 +597,8 @@ impl Nats {
         Ok(())
     }
 
-    /// The stored event with this id (the newest copy, so a replay's), if still kept.
-    async fn find(&self, id: &str) -> Result<Option<(NewEvent, bool)>, QueueError> {
+    /// The stored event with this id, if still kept.
+    async fn find(&self, id: &str) -> Result<Option<NewEvent>, QueueError> {
         if !valid_token(id) {
             return Ok(None);
         }
@@ -523,10 +607,7 @@ impl Nats {
             .get_last_raw_message_by_subject(&self.subject(id))
             .await
         {
-            Ok(m) => {
-                let replay = m.headers.get(REPLAY).is_some();
-                Ok(record::decode_event(&m.payload).map(|e| (e, replay)))
-            }
+            Ok(m) => Ok(record::decode_event(&m.payload)),
             Err(e) if is_not_found(&e) => Ok(None),
             Err(e) => Err(unavailable("cannot read the event", e)),
         }
@@ -534,7 +615,7 @@ impl Nats {
 
     /// An event as the engine needs it.
     pub(crate) async fn load(&self, id: &str) -> Result<Option<StoredEvent>, QueueError> {
-        Ok(self.find(id).await?.map(|(e, _)| StoredEvent::from_new(&e)))
+        Ok(self.find(id).await?.map(|e| StoredEvent::from_new(&e)))
     }
 
     fn attempt_subject(&self, id: &str, target: &str) -> String {
@@ -679,14 +760,11 @@ impl Nats {
         Ok(())
     }
 
-    /// Events, newest first (replay copies are not listed again).
+    /// Events, newest first.
     pub(crate) async fn events(&self, filter: ListFilter) -> Result<Vec<EventView>, QueueError> {
         let mut found = Vec::new();
         let mut passed_before = filter.before.is_none();
-        Self::scan_back(&self.events, |_, headers, payload| {
-            if headers.get(REPLAY).is_some() {
-                return true;
-            }
+        Self::scan_back(&self.events, |_, _, payload| {
             let Some(e) = record::decode_event(payload) else {
                 return true;
             };
@@ -709,29 +787,9 @@ impl Nats {
 
     /// One event with every attempt.
     pub(crate) async fn event(&self, id: &str) -> Result<Option<EventView>, QueueError> {
-        let Some((e, replay)) = self.find(id).await? else {
-            return self.dead_event(id).await;
-        };
-        let e = if replay {
-            // Show the event with all its targets, not only the replayed ones.
-            self.original(id).await?.unwrap_or(e)
-        } else {
-            e
-        };
-        Ok(Some(self.view(&e, true).await?))
-    }
-
-    /// The first stored copy of an event (not a replay's).
-    async fn original(&self, id: &str) -> Result<Option<NewEvent>, QueueError> {
-        match self
-            .events
-            .get_first_raw_message_by_subject(&self.subject(id), 1)
-            .await
-        {
-            Ok(m) if m.headers.get(REPLAY).is_none() => Ok(record::decode_event(&m.payload)),
-            Ok(_) => Ok(None),
-            Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(unavailable("cannot read the event", e)),
+        match self.find(id).await? {
+            Some(e) => Ok(Some(self.view(&e, true).await?)),
+            None => self.dead_event(id).await,
         }
     }
 
@@ -792,11 +850,7 @@ impl Nats {
         let mut todo: BTreeMap<String, (NewEvent, BTreeSet<String>)> = BTreeMap::new();
         match &sel {
             ReplaySelection::Event { id, target } => {
-                let event = match self.original(id).await? {
-                    Some(e) => Some(e),
-                    None => self.find(id).await?.map(|(e, _)| e),
-                };
-                let event = match event {
+                let event = match self.find(id).await? {
                     Some(e) => Some(e),
                     None => self.dead_copy(id).await?,
                 };
@@ -884,29 +938,37 @@ impl Nats {
                     tracing::warn!(event_id = %id, target_name = %t, error = %e, "cannot record the replay's state");
                 }
             }
-            let prior: Vec<String> = before
+            let prior: Vec<(String, u32)> = before
                 .iter()
-                .map(|(t, made, _, _)| format!("{t}={made}"))
+                .map(|(t, made, _, _)| (t.clone(), *made))
                 .collect();
             e.targets = targets.iter().cloned().collect();
-            let mut payload = Vec::with_capacity(e.body.len() + 512);
-            record::encode_event(&e, &mut payload);
-            let publish = jetstream::message::PublishMessage::build()
-                .payload(Bytes::from(payload))
-                .header(EVENT_ID, id.as_str())
-                .header(REPLAY, "1")
-                .header(PRIOR, prior.join(",").as_str());
-            let published = match self.js.send_publish(self.subject(&id), publish).await {
-                Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
-            };
+            let published = async {
+                if self.find(&id).await?.is_none() {
+                    // Only the dead letter still has it (the event stream's retention is
+                    // shorter): store it again for the deliveries to read.
+                    let mut payload = Vec::with_capacity(e.body.len() + 512);
+                    record::encode_event(&e, &mut payload);
+                    let publish = jetstream::message::PublishMessage::build()
+                        .payload(Bytes::from(payload))
+                        .header(EVENT_ID, id.as_str());
+                    self.js
+                        .send_publish(self.subject(&id), publish)
+                        .await
+                        .map_err(|err| unavailable("replay not published", err))?
+                        .await
+                        .map_err(|err| unavailable("replay not acknowledged", err))?;
+                }
+                self.publish_tickets(&e, Some(&prior)).await
+            }
+            .await;
             if let Err(err) = published {
                 for (t, _, latest, _) in &before {
                     if let Some(latest) = latest {
                         let _ = self.put_attempt(&id, t, latest).await;
                     }
                 }
-                return Err(unavailable("replay not published", err));
+                return Err(err);
             }
             for (t, made, _, dead) in before {
                 if let Some(seq) = dead
@@ -1078,14 +1140,6 @@ fn matches(filter: &ListFilter, e: &NewEvent) -> bool {
             .is_none_or(|t| e.targets.iter().any(|x| x == t))
 }
 
-/// The attempts `target` had before a replay, from a `t=n,…` list.
-fn prior_attempts(list: &str, target: &str) -> Option<u32> {
-    list.split(',').find_map(|p| {
-        let (t, n) = p.split_once('=')?;
-        (t == target).then(|| n.parse().ok()).flatten()
-    })
-}
-
 /// Whether `s` can be one token of a subject (ids from the admin API are checked before use).
 fn valid_token(s: &str) -> bool {
     !s.is_empty()
@@ -1122,14 +1176,15 @@ async fn keep_alive(nats: std::sync::Weak<Nats>) {
     }
 }
 
-/// Reads every consumer's backlog for the gauges.
+/// Reads every consumer's backlog for the gauges: tickets waiting or in flight, and the age
+/// of the oldest (the first left on the target's subjects: acknowledged ones are removed).
 async fn read_backlog(nats: std::sync::Weak<Nats>) {
     loop {
         let Some(n) = nats.upgrade() else {
             return;
         };
         let mut out = BTreeMap::new();
-        let mut consumers = n.events.consumers();
+        let mut consumers = n.deliver.consumers();
         let mut infos = Vec::new();
         while let Some(c) = consumers.next().await {
             match c {
@@ -1143,9 +1198,10 @@ async fn read_backlog(nats: std::sync::Weak<Nats>) {
             let oldest = if waiting == 0 {
                 0.0
             } else {
+                let subjects = format!("{}.deliver.{}.*", n.settings.stream, c.name);
                 match n
-                    .events
-                    .get_raw_message(c.ack_floor.stream_sequence + 1)
+                    .deliver
+                    .get_first_raw_message_by_subject(&subjects, 1)
                     .await
                 {
                     Ok(m) => {
@@ -1172,14 +1228,6 @@ async fn read_backlog(nats: std::sync::Weak<Nats>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn prior_attempts_are_read_per_target() {
-        assert_eq!(prior_attempts("a=3,b=5", "b"), Some(5));
-        assert_eq!(prior_attempts("a=3", "b"), None);
-        assert_eq!(prior_attempts("a=x", "a"), None);
-        assert_eq!(prior_attempts("", "a"), None);
-    }
 
     #[test]
     fn only_plain_tokens_are_subjects() {
