@@ -358,8 +358,9 @@ async fn attempt(engine: Arc<Engine>, w: Arc<Worker>, target: Arc<Target>, mut j
         None => match engine.queue.load(&job.pending.event_id).await {
             Ok(Some(e)) => Arc::new(e),
             Ok(None) => {
-                // Removed by retention (only finished events are, so this one was replayed
-                // and finished meanwhile): nothing left to deliver.
+                // Removed by retention (embedded: only finished events are, so this one was
+                // replayed and finished meanwhile): nothing left to deliver.
+                engine.queue.forget(&job.pending);
                 w.finish(job, false, None);
                 return;
             }
@@ -519,9 +520,9 @@ async fn run_puller(q: Arc<crate::queue::nats::Nats>, w: Arc<Worker>) {
             }
         };
         let worker = w.clone();
-        let mut take = move |pending: Pending, event: Arc<StoredEvent>| {
+        let mut take = move |pending: Pending| {
             let id: Arc<str> = Arc::from(pending.event_id.as_str());
-            worker.push(id, pending, Some(event));
+            worker.push(id, pending, None);
         };
         match q.pull(&w.name, room, &mut take).await {
             Ok(()) => {

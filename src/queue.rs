@@ -275,6 +275,15 @@ impl Queue {
         }
     }
 
+    /// A delivery the engine drops because its event is gone (retention removed it).
+    pub(crate) fn forget(&self, p: &Pending) {
+        match self {
+            // Nothing to do: the store removed the event and its deliveries together.
+            Queue::Embedded(_) => {}
+            Queue::Nats(q) => q.forget(&p.event_id, &p.target),
+        }
+    }
+
     /// Every pending delivery, for resuming on start.
     pub(crate) async fn pending(&self) -> Result<Vec<Pending>, QueueError> {
         match self {

@@ -64,17 +64,20 @@ def scrape(urls):
 
 
 def jsz(mon, stream, all_streams=None):
-    """(stream messages, {consumer: state}) from the NATS server's /jsz; ALL_STREAMS, a dict,
-    gets {stream: messages} of every stream."""
+    """(event stream messages, {consumer: state} of the targets' consumers on STREAM_DELIVER)
+    from the NATS server's /jsz; ALL_STREAMS, a dict, gets {stream: messages} of every stream."""
     d = json.loads(get(f"{mon}/jsz?streams=true&consumers=true", timeout=2.0))
     messages, cons = 0, {}
     for acc in d.get("account_details") or []:
         for s in acc.get("stream_detail") or []:
             if all_streams is not None:
                 all_streams[s.get("name")] = s.get("state", {}).get("messages", 0)
-            if s.get("name") != stream:
+            name = s.get("name")
+            if name == stream:
+                messages = s.get("state", {}).get("messages", 0)
+            # The targets' consumers are on the delivery-ticket stream.
+            if name != f"{stream}_DELIVER":
                 continue
-            messages = s.get("state", {}).get("messages", 0)
             for c in s.get("consumer_detail") or []:
                 cons[c.get("name")] = {
                     "pending": c.get("num_pending", 0),

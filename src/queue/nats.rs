@@ -92,8 +92,6 @@ pub(crate) struct Nats {
 
 struct Held {
     acker: Arc<Acker>,
-    /// The message as stored, for the dead-letter copy.
-    payload: Bytes,
 }
 
 /// An attempt as stored in the deliveries bucket.
@@ -448,12 +446,12 @@ impl Nats {
     }
 
     /// Pulls up to `room` deliveries for `target` (waiting a few seconds for the first) and
-    /// hands each to `take` as it arrives.
+    /// hands each to `take` as it arrives; the engine reads the event when the attempt starts.
     pub(crate) async fn pull(
         &self,
         target: &str,
         room: usize,
-        take: &mut (dyn FnMut(Pending, Arc<StoredEvent>) + Send),
+        take: &mut (dyn FnMut(Pending) + Send),
     ) -> Result<(), QueueError> {
         self.connected()?;
         let consumer = self.consumer(target).await?;
@@ -483,33 +481,18 @@ impl Nats {
             let id = header(EVENT_ID).unwrap_or_default();
             let (_, acker) = m.split();
             let acker = Arc::new(acker);
-            let stored = match self
-                .events
-                .get_last_raw_message_by_subject(&self.subject(&id))
-                .await
-            {
-                Ok(stored) => record::decode_event(&stored.payload).map(|e| (e, stored.payload)),
-                Err(e) if is_not_found(&e) => None,
-                Err(e) => {
-                    let _ = acker
-                        .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
-                        .await;
-                    return Err(unavailable("cannot read the event", e));
-                }
-            };
-            let Some((e, payload)) = stored else {
-                tracing::error!(target_name = %target, event_id = %id, "a delivery's event is no longer stored (queue.nats.retention passed?); dropped");
+            if !valid_token(&id) {
+                tracing::error!(target_name = %target, "a delivery without a valid event id; dropped");
                 let _ = acker.ack_with(AckKind::Term).await;
                 continue;
-            };
-            let key = (e.id.clone(), target.to_string());
+            }
+            let key = (id.clone(), target.to_string());
             let taken = match self.held.lock() {
                 Ok(mut held) if !held.contains_key(&key) => {
                     held.insert(
                         key,
                         Held {
                             acker: acker.clone(),
-                            payload,
                         },
                     );
                     true
@@ -526,14 +509,15 @@ impl Nats {
                 continue;
             }
             let pending = Pending {
-                event_id: e.id.clone(),
+                event_id: id,
                 target: target.to_string(),
                 attempts: prior + delivered - 1,
                 round_attempts: delivered - 1,
                 round_started_ms: published_ms,
                 next_ms: now_ms(),
             };
-            take(pending, Arc::new(StoredEvent::from_new(&e)));
+            // The attempt reads the event itself, so this loop only hands out tickets.
+            take(pending);
         }
         Ok(())
     }
@@ -569,7 +553,7 @@ impl Nats {
                     let delay = u64::try_from(a.next_ms - now_ms()).unwrap_or(0);
                     AckKind::Nak(Some(Duration::from_millis(delay.max(1))))
                 }
-                DeliveryState::Dead => match this.dead_letter(&a, held.payload.clone()).await {
+                DeliveryState::Dead => match this.dead_letter(&a).await {
                     Ok(()) => AckKind::Ack,
                     Err(e) => {
                         tracing::error!(event_id = %a.event_id, target_name = %a.target, error = %e, "cannot store the dead letter; the delivery will be tried again");
@@ -583,7 +567,15 @@ impl Nats {
         });
     }
 
-    async fn dead_letter(&self, a: &AttemptRecord, payload: Bytes) -> Result<(), QueueError> {
+    async fn dead_letter(&self, a: &AttemptRecord) -> Result<(), QueueError> {
+        let payload = match self
+            .events
+            .get_last_raw_message_by_subject(&self.subject(&a.event_id))
+            .await
+        {
+            Ok(m) => m.payload,
+            Err(e) => return Err(unavailable("cannot read the event for its dead letter", e)),
+        };
         let publish = jetstream::message::PublishMessage::build()
             .payload(payload)
             .header(EVENT_ID, a.event_id.as_str())
@@ -610,6 +602,22 @@ impl Nats {
             Ok(m) => Ok(record::decode_event(&m.payload)),
             Err(e) if is_not_found(&e) => Ok(None),
             Err(e) => Err(unavailable("cannot read the event", e)),
+        }
+    }
+
+    /// A pulled delivery whose event is no longer stored: acknowledged, so it is not handed
+    /// out again.
+    pub(crate) fn forget(self: &Arc<Self>, event_id: &str, target: &str) {
+        let held = self
+            .held
+            .lock()
+            .ok()
+            .and_then(|mut h| h.remove(&(event_id.to_string(), target.to_string())));
+        if let Some(held) = held {
+            tracing::error!(target_name = %target, event_id = %event_id, "a delivery's event is no longer stored (queue.nats.retention passed?); dropped");
+            tokio::spawn(async move {
+                let _ = held.acker.ack_with(AckKind::Term).await;
+            });
         }
     }
 
