@@ -480,8 +480,10 @@ impl Worker {
         self.room.notify_one();
     }
 
-    /// How many more deliveries the worker could start now (shared queue), or when to ask
-    /// again.
+    /// How many more deliveries to pull for this worker (shared queue), or when to ask again.
+    /// It keeps up to one window (`max_in_flight`) waiting beside the one in flight, and asks
+    /// for half a window or more at a time once it has any, so a busy target is fed in
+    /// batches rather than one pull per finished attempt.
     fn room(&self) -> Result<usize, Option<Duration>> {
         let Some(target) = self.target.load_full() else {
             return Err(None);
@@ -490,16 +492,19 @@ impl Worker {
             return Err(None);
         };
         let now = now_ms();
-        let limit = match st.breaker.gate(now, st.in_flight) {
+        let window = match st.breaker.gate(now, st.in_flight) {
+            // Half-open: one probe at a time.
             Gate::Open if st.breaker.is_open() => 1,
             Gate::Open => target.max_in_flight,
             Gate::ClosedUntil(t) => return Err(Some(ms(t - now))),
             Gate::Busy => return Err(None),
         };
-        match limit.saturating_sub(st.scheduled.len()) {
-            0 => Err(None),
-            n => Ok(n),
+        let held = st.scheduled.len();
+        let free = (2 * window).saturating_sub(held);
+        if free == 0 || (held > 0 && free < window.div_ceil(2)) {
+            return Err(None);
         }
+        Ok(free)
     }
 }
 

@@ -544,7 +544,11 @@ impl Nats {
                 error: a.error.clone(),
                 next_ms: a.next_ms,
             };
-            if let Err(e) = this.put_attempt(&a.event_id, &a.target, &stored).await {
+            // Sent without waiting for JetStream's acknowledgement: the record and then the
+            // ack below travel on one connection in order, so the record is stored before the
+            // ticket is settled; a record lost with the connection costs history, not the
+            // delivery (a dead letter is acknowledged, below).
+            if let Err(e) = this.send_attempt(&a.event_id, &a.target, &stored).await {
                 tracing::warn!(event_id = %a.event_id, target_name = %a.target, error = %e, "cannot record the attempt in NATS");
             }
             let kind = match a.state {
@@ -628,6 +632,19 @@ impl Nats {
 
     fn attempt_subject(&self, id: &str, target: &str) -> String {
         format!("{}.attempts.{id}.{target}", self.settings.stream)
+    }
+
+    async fn send_attempt(
+        &self,
+        id: &str,
+        target: &str,
+        a: &StoredAttempt,
+    ) -> Result<(), QueueError> {
+        let v = serde_json::to_vec(a).map_err(|e| QueueError::Unavailable(e.to_string()))?;
+        self.client
+            .publish(self.attempt_subject(id, target), Bytes::from(v))
+            .await
+            .map_err(|e| unavailable("attempt not published", e))
     }
 
     async fn put_attempt(
