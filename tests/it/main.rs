@@ -37,6 +37,16 @@ mod tls;
 /// Signature verification end to end: signed requests pass, tampered ones get 401.
 mod verify;
 
+/// Bad input: refused with the right status, nothing forwarded.
+mod bad_input;
+/// A full or failing disk: 503, never 202.
+mod disk_full;
+/// HTTP/1.1 smuggling and limits, HTTP/2 abuse.
+mod http_attacks;
+/// Slow clients closed at their timeouts; legitimate traffic unaffected.
+mod slow_clients;
+/// testssl.sh finds nothing high or critical.
+mod testssl;
 /// A config with one plain listener and a sync route `/hooks/test` to `target_url`; `route_extra`
 /// is spliced into the route (indented by 4).
 pub fn sync_config(target_url: &str, route_extra: &str) -> String {

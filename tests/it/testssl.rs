@@ -1,0 +1,1 @@
+//! testssl.sh against the TLS listener: no high or critical finding.
