@@ -3,8 +3,8 @@
 # real TLS), config-error fixtures, signature vectors and interop with the providers' official
 # SDKs. Installs what the tests call when it is missing: Debian's openssl (RSA keys, old-TLS
 # probes), iproute2 (`ss`), curl, nodejs/npm, nats-server (each NATS queue test starts its
-# own on a free port); the SDKs from PyPI (a venv under target/) and
-# npm (tests/interop/node_modules), at the versions pinned in tests/interop/.
+# own on a free port), testssl.sh (scans the TLS listener); the SDKs from PyPI (a venv under
+# target/) and npm (tests/interop/node_modules), at the versions pinned in tests/interop/.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -14,6 +14,9 @@ command -v ss >/dev/null || need+=(iproute2)
 command -v curl >/dev/null || need+=(curl)
 command -v npm >/dev/null || need+=(nodejs npm)
 command -v promtool >/dev/null || need+=(prometheus)
+# Debian's package testssl.sh installs the command `testssl` (upstream calls it testssl.sh);
+# apt brings its dependencies (bsdextrautils, dnsutils, procps).
+command -v testssl >/dev/null || command -v testssl.sh >/dev/null || need+=(testssl.sh)
 # Debian puts it in /usr/sbin, which is not on every user's PATH.
 command -v nats-server >/dev/null || [ -x /usr/sbin/nats-server ] || need+=(nats-server)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
