@@ -85,16 +85,13 @@ pub async fn run(prepared: Prepared, shutdown: impl Future<Output = ()>) -> anyh
     // Bind everything before serving anything, so a port in use fails the start cleanly.
     let mut sockets = Vec::new();
     for l in &snapshot.config.listen {
-        let socket = TcpListener::bind(l.addr)
-            .await
-            .with_context(|| format!("cannot listen on {}", l.addr))?;
+        let socket = listen(l.addr).with_context(|| format!("cannot listen on {}", l.addr))?;
         sockets.push((socket, l.addr, l.tls.is_some()));
     }
     let admin_socket = match &snapshot.config.admin {
         Some(a) => {
-            let socket = TcpListener::bind(a.addr)
-                .await
-                .with_context(|| format!("cannot listen on {} (admin)", a.addr))?;
+            let socket =
+                listen(a.addr).with_context(|| format!("cannot listen on {} (admin)", a.addr))?;
             Some((a.addr, socket))
         }
         None => None,
@@ -165,6 +162,23 @@ pub async fn run(prepared: Prepared, shutdown: impl Future<Output = ()>) -> anyh
         q.leave().await;
     }
     Ok(())
+}
+
+/// Connections the kernel queues for a listener before it accepts them (the kernel caps it at
+/// `net.core.somaxconn`). The default of 128 overflows under a burst while the router is short
+/// of CPU, and the kernel then drops connection attempts that clients retry only after a second.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// A listening socket on `addr` with [`LISTEN_BACKLOG`].
+fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// When this process started serving, unix ms.
