@@ -43,8 +43,6 @@ mod bad_input;
 mod disk_full;
 /// HTTP/1.1 smuggling and limits, HTTP/2 abuse.
 mod http_attacks;
-/// Slow clients closed at their timeouts; legitimate traffic unaffected.
-mod slow_clients;
 /// testssl.sh finds nothing high or critical.
 mod testssl;
 /// A config with one plain listener and a sync route `/hooks/test` to `target_url`; `route_extra`

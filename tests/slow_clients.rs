@@ -1,4 +1,5 @@
-//! Slow and silent clients: each closed at its timeout while legitimate traffic keeps flowing, memory bounded.
+//! Slow and silent clients: each closed at its timeout while legitimate traffic keeps flowing,
+//! memory bounded.
 //!
 //! One router with a plain and a TLS listener and short timeouts gets, within `RAMP`, 2,000
 //! slow-header connections (the request line, then one header byte every 500 ms, never the end
@@ -27,6 +28,13 @@
 //! The test process needs about `FDS_NEEDED` descriptors (the router inherits the same limit):
 //! the soft `RLIMIT_NOFILE` is raised with `prlimit` (util-linux) when it is lower and the hard
 //! limit allows; otherwise the test fails and says to run `ulimit -n 8192` first.
+
+// A test binary of its own: its latency bound needs the machine to itself, and cargo runs
+// test binaries one after another (the `it` tests run side by side).
+#![allow(unreachable_pub)]
+
+#[path = "it/support.rs"]
+mod support;
 
 use std::{
     collections::BTreeMap,
