@@ -1,7 +1,18 @@
 #![no_main]
-//! The gitlab signature parser and verifier on arbitrary headers and body.
+//! The gitlab verifier on arbitrary headers and body, in both modes: the plain
+//! `X-Gitlab-Token` and the signing token (Standard Webhooks headers).
 
 #[path = "common.rs"]
 mod common;
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| common::check(hookrouter::verify::SchemeName::Gitlab, data));
+use hookrouter::verify::{GitlabMode, Options, SchemeName};
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    for (_, gitlab) in GitlabMode::ALL {
+        let options = Options {
+            gitlab: *gitlab,
+            ..Options::default()
+        };
+        common::check_with(SchemeName::Gitlab, &options, data);
+    }
+});

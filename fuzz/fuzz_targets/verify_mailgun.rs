@@ -4,4 +4,7 @@
 #[path = "common.rs"]
 mod common;
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| common::check(hookrouter::verify::SchemeName::Mailgun, data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| common::check(
+    hookrouter::verify::SchemeName::Mailgun,
+    data
+));
