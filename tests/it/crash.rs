@@ -1,6 +1,11 @@
 //! Crash safety: the router is killed with SIGKILL at random moments while thousands of events
 //! arrive concurrently, and restarted each time. Every event that got a 202 must reach every
-//! target it matches at least once; a repeat carries the same `Hookrouter-Event-Id`.
+//! target it matches at least once; a repeat carries the same `Hookrouter-Event-Id` and body,
+//! and one event never gets two ids.
+//!
+//! Two plans: a few long rounds (deep backlogs and many retries in flight at each kill), and
+//! fifty short ones (kills soon after a restart, while the journal was just applied again and
+//! resumed deliveries are starting).
 
 use std::{
     collections::{HashMap, HashSet},
@@ -10,13 +15,46 @@ use std::{
 
 use crate::support::{Reply, Router, Target, client, eventually};
 
-/// Rounds of load followed by a kill.
-const ROUNDS: usize = 6;
-/// Concurrent senders.
-const SENDERS: usize = 32;
+/// How one test loads and kills the router.
+struct Plan {
+    /// Rounds of load, each ended by a SIGKILL and followed by a restart.
+    rounds: usize,
+    /// Concurrent senders.
+    senders: usize,
+    /// Load before the kill: `min_ms` plus 0 to `spread_ms`, varying by round.
+    min_ms: u64,
+    spread_ms: u64,
+    /// Fewest acknowledged events for the run to count.
+    min_acked: usize,
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_acknowledged_event_is_lost_across_repeated_sigkill() {
+    run(Plan {
+        rounds: 6,
+        senders: 32,
+        min_ms: 1200,
+        spread_ms: 800,
+        min_acked: 1000,
+    })
+    .await;
+}
+
+/// Fifty kills, 60–460 ms of load each: many more crash points, among them kills while the
+/// previous crash's backlog is still being delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_acknowledged_event_is_lost_across_fifty_short_sigkill_rounds() {
+    run(Plan {
+        rounds: 50,
+        senders: 16,
+        min_ms: 60,
+        spread_ms: 400,
+        min_acked: 1000,
+    })
+    .await;
+}
+
+async fn run(plan: Plan) {
     let all = Target::start(Reply::default()).await;
     let even = Target::start(Reply::default()).await;
     let flaky = Target::start(Reply {
@@ -46,15 +84,16 @@ routes:
         even.url("/"),
         flaky.url("/")
     );
+    let started = std::time::Instant::now();
     let mut router = Router::start(&yaml);
     // Acknowledged events: router id → whether it matches `even`.
     let acked: Arc<Mutex<HashMap<String, bool>>> = Arc::default();
     let mut next = 0u64;
-    for round in 0..ROUNDS {
+    for round in 0..plan.rounds {
         let url = router.url("/in");
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut senders = Vec::new();
-        for s in 0..SENDERS {
+        for s in 0..plan.senders {
             let url = url.clone();
             let acked = acked.clone();
             let stop = stop.clone();
@@ -93,7 +132,7 @@ routes:
             status: if round % 2 == 0 { 503 } else { 200 },
             ..Reply::default()
         });
-        let run_for = 1200 + fastrand_ms(round);
+        let run_for = plan.min_ms + varying_ms(round, plan.spread_ms);
         tokio::time::sleep(Duration::from_millis(run_for)).await;
         router.kill_hard();
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -102,12 +141,14 @@ routes:
         }
         router.restart();
     }
+    let load_secs = started.elapsed().as_secs_f64();
     flaky.set_reply(Reply::default());
     let acked = acked.lock().expect("test setup").clone();
     assert!(
-        acked.len() >= 1000,
-        "too few events acknowledged: {}",
-        acked.len()
+        acked.len() >= plan.min_acked,
+        "too few events acknowledged: {} (want {})",
+        acked.len(),
+        plan.min_acked
     );
 
     let ids = |t: &Target| -> HashSet<String> {
@@ -142,9 +183,11 @@ routes:
         let body = String::from_utf8_lossy(&s.body).to_string();
         assert!(body.contains("even.created"), "{body}");
     }
-    // A repeat of one event always carries that event's id and its body.
+    // A repeat of one event always carries that event's id and its body; and since every
+    // body was sent once, one body never arrives under two ids (an event stored twice).
     let mut body_of: HashMap<String, bytes::Bytes> = HashMap::new();
-    for s in all.all().into_iter().chain(flaky.all()) {
+    let mut id_of: HashMap<bytes::Bytes, String> = HashMap::new();
+    for s in all.all().into_iter().chain(even.all()).chain(flaky.all()) {
         let id = s.headers["hookrouter-event-id"]
             .to_str()
             .expect("test setup")
@@ -152,21 +195,33 @@ routes:
         if let Some(prev) = body_of.insert(id.clone(), s.body.clone()) {
             assert_eq!(prev, s.body, "event {id} delivered with another body");
         }
+        if let Some(prev) = id_of.insert(s.body.clone(), id.clone()) {
+            assert_eq!(
+                prev,
+                id,
+                "one event delivered under two ids: {}",
+                String::from_utf8_lossy(&s.body)
+            );
+        }
     }
+    let repeats = all.count() - a.len();
     eprintln!(
-        "crash test: {} acknowledged over {ROUNDS} kills; all got {} requests for {} ids",
+        "crash test: {} acknowledged over {} kills ({load_secs:.1} s of load and restarts, \
+         {:.1} s in all); all got {} requests for {} ids ({repeats} repeats)",
         acked.len(),
+        plan.rounds,
+        started.elapsed().as_secs_f64(),
         all.count(),
         a.len()
     );
 }
 
-/// 0–800 ms, varying by round without a random source shared with other tests.
-fn fastrand_ms(round: usize) -> u64 {
+/// 0 to `spread` ms, varying by round without a random source shared with other tests.
+fn varying_ms(round: usize, spread: u64) -> u64 {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
-    (u64::from(nanos) + round as u64 * 7919) % 800
+    (u64::from(nanos) + round as u64 * 7919) % spread.max(1)
 }
 
 /// Status and router event id, or `None` when the connection failed.
