@@ -20,6 +20,10 @@ command -v testssl >/dev/null || command -v testssl.sh >/dev/null || need+=(test
 # Debian puts it in /usr/sbin, which is not on every user's PATH.
 command -v nats-server >/dev/null || [ -x /usr/sbin/nats-server ] || need+=(nats-server)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+# The disk-failure tests make small filesystems (tmpfs, and ext4 on a loop device).
+PATH="$PATH:/usr/sbin:/sbin"
+command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
+command -v losetup >/dev/null && command -v fstrim >/dev/null || need+=(util-linux mount)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -136,8 +136,9 @@ enum Cmd {
         oneshot::Sender<Result<Vec<Pending>, QueueError>>,
     ),
     Purge(Retention, oneshot::Sender<Result<Purged, QueueError>>),
-    /// Answered once everything sent before it is applied (or cannot be for now).
-    Flush(oneshot::Sender<()>),
+    /// Answered once everything sent before it is applied: `true`, or `false` when it cannot
+    /// be for now (the database refuses writes and events wait in the journal).
+    Flush(oneshot::Sender<bool>),
 }
 
 /// How long finished events are kept, in milliseconds.
@@ -300,7 +301,14 @@ impl Embedded {
         self.writer
             .send(Cmd::Flush(tx))
             .map_err(|_| QueueError::Closed)?;
-        rx.await.map_err(|_| QueueError::Closed)?;
+        if !rx.await.map_err(|_| QueueError::Closed)? {
+            // An answer now could miss acknowledged events (a delivery would take its event
+            // for removed): the caller tries again later.
+            return Err(QueueError::Unavailable(
+                "the queue database is behind its journal (it cannot take writes); try again"
+                    .into(),
+            ));
+        }
         let reader = self.reader.clone();
         tokio::task::spawn_blocking(move || {
             let conn = reader
@@ -552,7 +560,7 @@ enum Reply {
         Vec<Pending>,
     ),
     Purge(oneshot::Sender<Result<Purged, QueueError>>, Purged),
-    Flush(oneshot::Sender<()>),
+    Flush(oneshot::Sender<bool>),
     None,
 }
 
@@ -562,7 +570,7 @@ impl Reply {
         match self {
             Reply::Replay(tx, _) => drop(tx.send(Err(e()))),
             Reply::Purge(tx, _) => drop(tx.send(Err(e()))),
-            Reply::Flush(tx) => drop(tx.send(())),
+            Reply::Flush(tx) => drop(tx.send(false)),
             Reply::Append(tx) => drop(tx.send(Err(e()))),
             Reply::None => {}
         }
@@ -572,7 +580,7 @@ impl Reply {
         match self {
             Reply::Replay(tx, v) => drop(tx.send(Ok(v))),
             Reply::Purge(tx, v) => drop(tx.send(Ok(v))),
-            Reply::Flush(tx) => drop(tx.send(())),
+            Reply::Flush(tx) => drop(tx.send(true)),
             // Appends are answered by the journal step, never here.
             Reply::Append(_) | Reply::None => {}
         }
@@ -602,23 +610,29 @@ impl Writer {
     /// Works until every sender is gone.
     fn run(mut self, rx: mpsc::Receiver<Cmd>) {
         let mut batch = Vec::with_capacity(256);
+        // When held-back work is tried again: a deadline, so steady traffic (which never
+        // leaves the channel idle for a whole interval) cannot put the retry off for ever.
+        let mut retry_at = std::time::Instant::now();
         loop {
+            if !self.backlog.is_empty() && std::time::Instant::now() >= retry_at {
+                let held = std::mem::take(&mut self.backlog);
+                self.commit(held);
+                if self.backlog.is_empty() {
+                    tracing::info!("queue database writable again; accepting events");
+                }
+                retry_at = std::time::Instant::now() + INDEX_RETRY;
+                continue;
+            }
             let first = if self.backlog.is_empty() {
                 match rx.recv() {
                     Ok(c) => c,
                     Err(_) => break,
                 }
             } else {
-                match rx.recv_timeout(INDEX_RETRY) {
+                let wait = retry_at.saturating_duration_since(std::time::Instant::now());
+                match rx.recv_timeout(wait) {
                     Ok(c) => c,
-                    Err(mpsc::RecvTimeoutError::Timeout) => {
-                        let held = std::mem::take(&mut self.backlog);
-                        self.commit(held);
-                        if self.backlog.is_empty() {
-                            tracing::info!("queue database writable again; accepting events");
-                        }
-                        continue;
-                    }
+                    Err(mpsc::RecvTimeoutError::Timeout) => continue,
                     Err(mpsc::RecvTimeoutError::Disconnected) => break,
                 }
             };
@@ -634,7 +648,11 @@ impl Writer {
                     Err(_) => break,
                 }
             }
+            let was_held = !self.backlog.is_empty();
             self.step(std::mem::take(&mut batch));
+            if !was_held && !self.backlog.is_empty() {
+                retry_at = std::time::Instant::now() + INDEX_RETRY;
+            }
         }
     }
 
@@ -726,7 +744,7 @@ impl Writer {
             // space is what may unblock the rest.
             for cmd in rest {
                 match cmd {
-                    Cmd::Flush(tx) => drop(tx.send(())),
+                    Cmd::Flush(tx) => drop(tx.send(false)),
                     purge @ Cmd::Purge(..) => self.commit(vec![purge]),
                     other => self.backlog.push(other),
                 }

@@ -577,17 +577,10 @@ async fn a_full_disk_gets_503_and_ingest_recovers_when_space_is_freed() {
 /// the store, also while it cannot write (the database then lacks the events that only the
 /// journal holds).
 ///
-/// BUG (fails in about half the runs, 6 of 11 here; then 1 to 5 of ~100 acknowledged events are
-/// never delivered): when the disk fills, the batch whose journal write succeeded but whose
-/// database transaction failed is held back (`Writer::backlog` in src/queue/embedded.rs). A retry
-/// of one of those events meanwhile calls `Embedded::load`, whose `Cmd::Flush` the held writer
-/// answers at once (`Writer::step`: "answer reads now"), so the query finds no row and returns
-/// `Ok(None)`; `attempt` in src/delivery.rs takes that as "removed by retention", forgets the
-/// delivery and logs nothing. Once the database takes the backlog the delivery is pending in it,
-/// but nothing schedules it until the router restarts. The router log shows the lost events' first
-/// attempt (503, "retry") and no attempt after it.
+/// While the database is held back after a full disk, events acknowledged just before are only
+/// in the journal: a retry of one of them must not take its event for removed (the store answers
+/// "try again" until the database has caught up), so every acknowledged event is delivered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: a retry while the database is held back after a full disk finds no event and drops the delivery (see the comment)"]
 async fn events_acknowledged_around_a_full_disk_are_retried_to_delivery() {
     let target = Alternating::start().await;
     full_tmpfs_scenario(Sink::Alternating(target), Recovery::AfterAQuietSecond).await;
@@ -596,16 +589,8 @@ async fn events_acknowledged_around_a_full_disk_are_retried_to_delivery() {
 /// Ingest recovers while requests keep coming: providers retry their 503'd events at once, so
 /// a router that only recovers in a quiet moment stays down as long as they do.
 ///
-/// BUG (fails whenever the database, not only the journal, ran out of space: 7 runs of 8 here):
-/// ingest stays at 503 for good while requests keep arriving. `Writer::run` in
-/// src/queue/embedded.rs retries the held-back transaction only when `recv_timeout(INDEX_RETRY)`
-/// times out, i.e. after 500 ms without any command; every request (each 503'd append) and every
-/// delivery record restarts that wait, so with a request at least every 500 ms the transaction is
-/// never retried. The router log shows "queue write failed: the database cannot take the journal's
-/// events" stop repeating as soon as the requests start. The retry needs a deadline of its own,
-/// checked after each batch too.
+/// The held-back transaction is retried on a deadline of its own, checked after every batch.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: after a full disk, ingest never recovers while requests keep arriving (see the comment)"]
 async fn ingest_recovers_under_steady_traffic_once_space_is_freed() {
     let target = Target::start(Reply::default()).await;
     full_tmpfs_scenario(Sink::Healthy(target), Recovery::UnderSteadyTraffic).await;
