@@ -455,21 +455,22 @@ async fn attempt(engine: Arc<Engine>, w: Arc<Worker>, target: Arc<Target>, mut j
     // On a shared queue the retry is JetStream's redelivery (the record above naks with
     // the delay), possibly to another instance.
     let again = retry && engine.queue.shared().is_none();
-    w.finish(job, again, Some(!retry));
+    w.finish(job, again, Some((!retry, at_ms)));
 }
 
 impl Worker {
-    /// Ends an attempt: `again` queues the job for its next attempt; `healthy` is the
-    /// breaker's input when the target was tried (a dead letter from a 4xx still means the
-    /// target answered), `None` when it was not (the store could not give the event).
-    fn finish(&self, job: Job, again: bool, healthy: Option<bool>) {
+    /// Ends an attempt: `again` queues the job for its next attempt; `tried` is the
+    /// breaker's input when the target was tried — whether it was healthy (a dead letter from
+    /// a 4xx still means the target answered) and when the attempt started — `None` when it
+    /// was not (the store could not give the event).
+    fn finish(&self, job: Job, again: bool, tried: Option<(bool, i64)>) {
         let Ok(mut st) = self.state.lock() else {
             return;
         };
         st.in_flight = st.in_flight.saturating_sub(1);
-        if let Some(healthy) = healthy {
+        if let Some((healthy, started)) = tried {
             let was = st.breaker.is_open();
-            st.breaker.record(now_ms(), healthy);
+            st.breaker.record(now_ms(), healthy, started);
             if st.breaker.is_open() && !was {
                 tracing::warn!(target_name = %self.name, "circuit breaker open: pausing deliveries to this target");
             }

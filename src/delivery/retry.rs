@@ -116,6 +116,8 @@ pub(crate) struct Breaker {
     failures: u32,
     open_until: Option<i64>,
     open_for: i64,
+    /// When it last opened (or reopened after a failed probe), unix ms.
+    opened_at: i64,
 }
 
 /// Whether an attempt may start now.
@@ -152,10 +154,15 @@ impl Breaker {
         self.open_until.is_some()
     }
 
-    /// Takes an attempt's result.
-    pub(crate) fn record(&mut self, now: i64, healthy: bool) {
+    /// Takes the result of an attempt that started at `started`. A failure of an attempt that
+    /// was already in flight when the breaker (re)opened is not a failed probe: it changes
+    /// nothing (otherwise every attempt in flight at the opening would double the open time).
+    pub(crate) fn record(&mut self, now: i64, healthy: bool, started: i64) {
         if healthy {
             *self = Breaker::default();
+            return;
+        }
+        if self.open_until.is_some() && started < self.opened_at {
             return;
         }
         self.failures = self.failures.saturating_add(1);
@@ -163,9 +170,11 @@ impl Breaker {
             // A failed probe: stay open, longer.
             self.open_for = (self.open_for * 2).clamp(BREAKER_OPEN, BREAKER_MAX_OPEN);
             self.open_until = Some(now + self.open_for);
+            self.opened_at = now;
         } else if self.failures >= BREAKER_THRESHOLD {
             self.open_for = BREAKER_OPEN;
             self.open_until = Some(now + self.open_for);
+            self.opened_at = now;
         }
     }
 }
@@ -304,21 +313,39 @@ mod tests {
     fn breaker_opens_after_consecutive_failures_and_probes_one_at_a_time() {
         let mut b = Breaker::default();
         for _ in 0..BREAKER_THRESHOLD - 1 {
-            b.record(0, false);
+            b.record(0, false, 0);
             assert_eq!(b.gate(0, 0), Gate::Open);
         }
-        b.record(0, false);
+        b.record(0, false, 0);
         assert_eq!(b.gate(1, 0), Gate::ClosedUntil(BREAKER_OPEN));
         // Half-open: one probe only.
         assert_eq!(b.gate(BREAKER_OPEN, 0), Gate::Open);
         assert_eq!(b.gate(BREAKER_OPEN, 1), Gate::Busy);
         // The probe fails: open again, twice as long.
-        b.record(BREAKER_OPEN, false);
+        b.record(BREAKER_OPEN, false, BREAKER_OPEN);
         assert_eq!(b.gate(BREAKER_OPEN, 0), Gate::ClosedUntil(3 * BREAKER_OPEN));
         // A success closes it.
-        b.record(3 * BREAKER_OPEN, true);
+        b.record(3 * BREAKER_OPEN, true, 3 * BREAKER_OPEN);
         assert_eq!(b.gate(3 * BREAKER_OPEN, 5), Gate::Open);
         assert!(!b.is_open());
+    }
+
+    #[test]
+    fn failures_in_flight_when_it_opens_are_not_failed_probes() {
+        let mut b = Breaker::default();
+        // 32 attempts start at 0; they fail one after another from 10 ms on.
+        for i in 0..32 {
+            b.record(10 + i, false, 0);
+        }
+        // Opened by the fifth failure, at 14; the 27 after it were in flight already.
+        assert_eq!(b.gate(15, 0), Gate::ClosedUntil(14 + BREAKER_OPEN));
+        // A probe started after the opening that fails doubles the open time, once.
+        let probe = 14 + BREAKER_OPEN;
+        b.record(probe + 5, false, probe);
+        assert_eq!(
+            b.gate(probe + 6, 0),
+            Gate::ClosedUntil(probe + 5 + 2 * BREAKER_OPEN)
+        );
     }
 
     #[test]
@@ -326,9 +353,9 @@ mod tests {
         let mut b = Breaker::default();
         for _ in 0..10 {
             for _ in 0..BREAKER_THRESHOLD - 1 {
-                b.record(0, false);
+                b.record(0, false, 0);
             }
-            b.record(0, true);
+            b.record(0, true, 0);
         }
         assert_eq!(b.gate(0, 0), Gate::Open);
     }
