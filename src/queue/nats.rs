@@ -173,8 +173,10 @@ impl Nats {
             .duplicate_window
             .unwrap_or(dedup)
             .clamp(Duration::from_secs(1), settings.retention);
-        let events = js
-            .create_or_update_stream(jetstream::stream::Config {
+        let events = ensure_stream(
+            &js,
+            "cannot set up the event stream",
+            jetstream::stream::Config {
                 name: s.clone(),
                 description: Some("hookrouter: accepted events".into()),
                 subjects: vec![format!("{s}.events.*")],
@@ -186,40 +188,49 @@ impl Nats {
                 num_replicas: settings.replicas,
                 storage: StorageType::File,
                 ..Default::default()
-            })
-            .await
-            .map_err(|e| unavailable("cannot set up the event stream", e))?;
-        tracing::debug!(stream = %events.config.name, "event stream ready");
-        js.create_or_update_stream(jetstream::stream::Config {
-            name: format!("{s}_DELIVER"),
-            description: Some("hookrouter: deliveries waiting, one per event and target".into()),
-            subjects: vec![format!("{s}.deliver.*.*")],
-            retention: RetentionPolicy::WorkQueue,
-            discard: DiscardPolicy::New,
-            max_age: settings.retention,
-            duplicate_window: window,
-            num_replicas: settings.replicas,
-            storage: StorageType::File,
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| unavailable("cannot set up the delivery stream", e))?;
-        js.create_or_update_stream(jetstream::stream::Config {
-            name: format!("{s}_DLQ"),
-            description: Some("hookrouter: dead letters".into()),
-            subjects: vec![format!("{s}.dlq.*.*")],
-            retention: RetentionPolicy::Limits,
-            discard: DiscardPolicy::Old,
-            max_messages_per_subject: 1,
-            max_age: settings.dead_retention,
-            num_replicas: settings.replicas,
-            storage: StorageType::File,
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| unavailable("cannot set up the dead-letter stream", e))?;
-        let attempts = js
-            .create_or_update_stream(jetstream::stream::Config {
+            },
+        )
+        .await?;
+        let deliver = ensure_stream(
+            &js,
+            "cannot set up the delivery stream",
+            jetstream::stream::Config {
+                name: format!("{s}_DELIVER"),
+                description: Some(
+                    "hookrouter: deliveries waiting, one per event and target".into(),
+                ),
+                subjects: vec![format!("{s}.deliver.*.*")],
+                retention: RetentionPolicy::WorkQueue,
+                discard: DiscardPolicy::New,
+                max_age: settings.retention,
+                duplicate_window: window,
+                num_replicas: settings.replicas,
+                storage: StorageType::File,
+                ..Default::default()
+            },
+        )
+        .await?;
+        let dlq = ensure_stream(
+            &js,
+            "cannot set up the dead-letter stream",
+            jetstream::stream::Config {
+                name: format!("{s}_DLQ"),
+                description: Some("hookrouter: dead letters".into()),
+                subjects: vec![format!("{s}.dlq.*.*")],
+                retention: RetentionPolicy::Limits,
+                discard: DiscardPolicy::Old,
+                max_messages_per_subject: 1,
+                max_age: settings.dead_retention,
+                num_replicas: settings.replicas,
+                storage: StorageType::File,
+                ..Default::default()
+            },
+        )
+        .await?;
+        let attempts = ensure_stream(
+            &js,
+            "cannot set up the attempts stream",
+            jetstream::stream::Config {
                 name: format!("{s}_ATTEMPTS"),
                 description: Some("hookrouter: delivery attempts".into()),
                 subjects: vec![format!("{s}.attempts.*.*")],
@@ -230,11 +241,13 @@ impl Nats {
                 num_replicas: settings.replicas,
                 storage: StorageType::File,
                 ..Default::default()
-            })
-            .await
-            .map_err(|e| unavailable("cannot set up the attempts stream", e))?;
-        let instances = js
-            .create_or_update_stream(jetstream::stream::Config {
+            },
+        )
+        .await?;
+        let instances = ensure_stream(
+            &js,
+            "cannot set up the instances stream",
+            jetstream::stream::Config {
                 name: format!("{s}_INSTANCES"),
                 description: Some("hookrouter: running instances".into()),
                 subjects: vec![format!("{s}.instances.*")],
@@ -246,33 +259,9 @@ impl Nats {
                 // On file, like the rest, so it outlives a restart of the NATS server.
                 storage: StorageType::File,
                 ..Default::default()
-            })
-            .await
-            .map_err(|e| unavailable("cannot set up the instances stream", e))?;
-        tracing::debug!(
-            attempts = %attempts.config.name,
-            instances = %instances.config.name,
-            "streams ready"
-        );
-        let open = |name: String| {
-            let js = js.clone();
-            async move {
-                js.get_stream(&name)
-                    .await
-                    .map_err(|e| unavailable(&format!("cannot open the stream {name}"), e))
-            }
-        };
-        let attempts = open(format!("{s}_ATTEMPTS")).await?;
-        let deliver = open(format!("{s}_DELIVER")).await?;
-        let instances = open(format!("{s}_INSTANCES")).await?;
-        let events = js
-            .get_stream(s)
-            .await
-            .map_err(|e| unavailable("cannot open the event stream", e))?;
-        let dlq = js
-            .get_stream(format!("{s}_DLQ"))
-            .await
-            .map_err(|e| unavailable("cannot open the dead-letter stream", e))?;
+            },
+        )
+        .await?;
         let nats = Arc::new(Nats {
             client,
             js,
@@ -820,16 +809,7 @@ impl Nats {
 
     /// An event only the dead letters still hold (the event stream's retention is shorter).
     async fn dead_event(&self, id: &str) -> Result<Option<EventView>, QueueError> {
-        let mut hit = None;
-        Self::scan_back(&self.dlq, |_, headers, payload| {
-            if headers.get(EVENT_ID).map(|v| v.as_str()) == Some(id) {
-                hit = record::decode_event(payload);
-                return false;
-            }
-            true
-        })
-        .await?;
-        match hit {
+        match self.dead_copy(id).await? {
             Some(e) => Ok(Some(self.view(&e, true).await?)),
             None => Ok(None),
         }
@@ -1176,6 +1156,19 @@ fn valid_token(s: &str) -> bool {
 fn is_not_found(e: &impl std::fmt::Display) -> bool {
     let s = e.to_string().to_ascii_lowercase();
     s.contains("not found") || s.contains("no message")
+}
+
+/// Creates the stream or brings its settings up to date, and opens it.
+async fn ensure_stream(
+    js: &jetstream::Context,
+    what: &str,
+    config: jetstream::stream::Config,
+) -> Result<jetstream::stream::Stream, QueueError> {
+    let name = config.name.clone();
+    js.create_or_update_stream(config)
+        .await
+        .map_err(|e| unavailable(what, e))?;
+    js.get_stream(&name).await.map_err(|e| unavailable(what, e))
 }
 
 /// Sends progress acks for every held delivery so JetStream keeps them with this instance.
