@@ -114,6 +114,7 @@ async fn metrics(shared: &Shared) -> Response<Full<Bytes>> {
     let m = crate::metrics::get();
     if let Some(engine) = &shared.delivery {
         engine.observe();
+        m.queue_degraded.set(i64::from(engine.queue().degraded()));
         match engine.queue().gauges().await {
             Ok((disk, dead)) => {
                 m.queue_disk.set(i64::try_from(disk).unwrap_or(i64::MAX));

@@ -42,6 +42,8 @@ pub(crate) struct Metrics {
     /// 0 closed, 1 half-open, 2 open.
     pub(crate) breaker_state: IntGaugeVec,
     pub(crate) queue_disk: IntGauge,
+    /// 1 while the embedded store's database is not trusted after a failed write.
+    pub(crate) queue_degraded: IntGauge,
     /// Instances sharing this one's NATS queue, itself included (1 on the embedded queue).
     pub(crate) cluster_instances: IntGauge,
     /// Distinct configs (by file digest) among those instances: above 1 while they differ.
@@ -139,6 +141,11 @@ impl Metrics {
             "Bytes the queue holds: the embedded store on disk (database and journal), or the NATS event and dead-letter streams.",
         )
         .expect("valid metric");
+        let queue_degraded = IntGauge::new(
+            "hookrouter_queue_degraded",
+            "1 while the embedded queue's database is being rebuilt after the disk failed to store a write (events are still accepted into its journal), else 0.",
+        )
+        .expect("valid metric");
         let cluster_instances = IntGauge::new(
             "hookrouter_cluster_instances",
             "Router instances seen sharing this one's queue in the last 30 seconds, itself included.",
@@ -234,6 +241,7 @@ impl Metrics {
                 &["target"],
             ),
             queue_disk: register(&r, queue_disk),
+            queue_degraded: register(&r, queue_degraded),
             cluster_instances: register(&r, cluster_instances),
             cluster_configs: register(&r, cluster_configs),
             reloads: counter(

@@ -357,6 +357,14 @@ impl Queue {
         }
     }
 
+    /// Whether the embedded store's database is being rebuilt after a lost write.
+    pub(crate) fn degraded(&self) -> bool {
+        match self {
+            Queue::Embedded(q) => q.degraded(),
+            Queue::Nats(_) => false,
+        }
+    }
+
     /// The NATS queue, when that is the backend: its consumers hand out deliveries, so the
     /// engine pulls rather than schedules.
     pub(crate) fn shared(&self) -> Option<&std::sync::Arc<nats::Nats>> {

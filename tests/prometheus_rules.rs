@@ -28,6 +28,7 @@ const METRICS: &[&str] = &[
     "hookrouter_tls_handshake_failures_total",
     "hookrouter_certificate_expiry_timestamp_seconds",
     "hookrouter_queue_disk_bytes",
+    "hookrouter_queue_degraded",
     "hookrouter_alerts_firing",
     "hookrouter_cluster_instances",
     "hookrouter_cluster_config_versions",
@@ -51,6 +52,7 @@ const ALERTS: &[&str] = &[
     "HookrouterCertificateExpiringSoon",
     "HookrouterConfigReloadFailed",
     "HookrouterConfigDrift",
+    "HookrouterQueueDegraded",
     "HookrouterCircuitBreakerOpen",
     "HookrouterDown",
 ];

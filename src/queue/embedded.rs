@@ -30,7 +30,11 @@ use std::{
     collections::HashMap,
     fs::File,
     path::{Path, PathBuf},
-    sync::{Arc, Mutex, mpsc},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+        mpsc,
+    },
     thread,
 };
 
@@ -41,7 +45,7 @@ use tokio::sync::oneshot;
 use super::{
     Appended, AttemptRecord, AttemptView, DeliveryState, DeliveryView, EventView, ListFilter,
     NewEvent, Pending, Purged, QueueError, ReplaySelection, Stats, StoredEvent,
-    journal::{self, Journal, Position},
+    journal::{self, Journal, Position, sync_dir},
     now_ms, record, rfc3339,
 };
 use crate::config;
@@ -71,6 +75,9 @@ const RECOVERY_CHUNK: usize = 2000;
 
 /// How long the writer waits before trying again a transaction that failed.
 const INDEX_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// How often a degraded database is rebuilt until a rebuild succeeds.
+const REBUILD_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The schema this build writes; a store with a higher one was written by a newer release.
 const SCHEMA: i64 = 1;
@@ -165,6 +172,8 @@ pub(crate) struct Embedded {
     dir: PathBuf,
     settings: config::Embedded,
     page_size: u64,
+    /// Whether the database is trusted (see [`Embedded::degraded`]).
+    health: Arc<Health>,
     /// Held for the store's lifetime: the lock that keeps other processes out.
     _lock: File,
     /// Dropped with the store: tells the checkpoint thread to stop.
@@ -188,10 +197,24 @@ impl Embedded {
             );
         }
         let db = dir.join(DB_FILE);
-        let mut conn = Connection::open(&db)
-            .with_context(|| format!("cannot open the queue database {}", db.display()))?;
-        let page_size = setup(&mut conn, settings)
-            .with_context(|| format!("cannot prepare the queue database {}", db.display()))?;
+        // A rebuild that a crash interrupted after its copy was complete is finished; one the
+        // degraded store never got to is done now (see `rebuild_database`).
+        if finish_rebuild(&dir)? {
+            tracing::warn!("queue database: a rebuilt copy left by the last run put in place");
+        }
+        remove_if_there(&dir.join(REBUILD_PART))
+            .context("cannot remove a partial copy of the queue database")?;
+        let health = Arc::new(Health {
+            degraded: AtomicBool::new(dir.join(DEGRADED_FILE).exists()),
+            dir: dir.clone(),
+        });
+        if health.degraded() {
+            tracing::warn!(
+                "queue database: the last run lost a write and did not rebuild it; rebuilding into a new file"
+            );
+            rebuild_database(&dir).context("cannot rebuild the degraded queue database")?;
+        }
+        let (mut conn, page_size) = open_writer(&db, settings)?;
         let journal_dir = dir.join(JOURNAL_DIR);
         std::fs::create_dir_all(&journal_dir)
             .with_context(|| format!("cannot create {}", journal_dir.display()))?;
@@ -200,6 +223,9 @@ impl Embedded {
             .and_then(|d| d.sync_all())
             .with_context(|| format!("cannot sync {}", dir.display()))?;
         let last = recover(&mut conn, &journal_dir)?;
+        health
+            .restored()
+            .context("cannot clear the queue's degraded state")?;
         let segment_bytes = (settings.max_size / 16).clamp(64 << 10, 64 << 20);
         let journal =
             Journal::create(&journal_dir, last + 1, segment_bytes).with_context(|| {
@@ -208,25 +234,16 @@ impl Embedded {
                     journal_dir.display()
                 )
             })?;
-        let open_reader = || -> anyhow::Result<Connection> {
-            let c = Connection::open_with_flags(
-                &db,
-                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            )
-            .with_context(|| format!("cannot open the queue database {}", db.display()))?;
-            c.busy_timeout(std::time::Duration::from_secs(5))?;
-            Ok(c)
-        };
-        let reader = open_reader()?;
+        let reader = Arc::new(Mutex::new(open_reader(&db)?));
+        let checkpoint = Arc::new(Mutex::new(open_other(&db)?));
         let (tx, rx) = mpsc::channel();
         let (stop_tx, stop_rx) = mpsc::channel();
-        let checkpoint_conn = Connection::open(&db)
-            .with_context(|| format!("cannot open the queue database {}", db.display()))?;
         thread::Builder::new()
             .name("queue-checkpoint".into())
             .spawn({
                 let wal = dir.join(format!("{DB_FILE}-wal"));
-                move || checkpointer(checkpoint_conn, wal, stop_rx)
+                let (conn, health) = (checkpoint.clone(), health.clone());
+                move || checkpointer(&conn, &wal, &health, &stop_rx)
             })
             .context("cannot start the queue checkpoint thread")?;
         let journal_bytes = journal::size(&journal_dir);
@@ -240,6 +257,12 @@ impl Embedded {
             page_size,
             journal_bytes,
             frames: Vec::with_capacity(1 << 20),
+            db,
+            settings: settings.clone(),
+            segment_bytes,
+            reader: reader.clone(),
+            checkpoint,
+            health: health.clone(),
         };
         thread::Builder::new()
             .name("queue-writer".into())
@@ -247,13 +270,20 @@ impl Embedded {
             .context("cannot start the queue writer thread")?;
         Ok(Embedded {
             writer: tx,
-            reader: Arc::new(Mutex::new(reader)),
+            reader,
             dir,
             settings: settings.clone(),
             page_size,
+            health,
             _lock: lock,
             _checkpointer: stop_tx,
         })
+    }
+
+    /// Whether the database lost a write it was given (a failed sync) and is not trusted
+    /// until it is rebuilt: checkpoints and journal cleanup are paused meanwhile.
+    pub(crate) fn degraded(&self) -> bool {
+        self.health.degraded()
     }
 
     /// The retention the store was opened with.
@@ -499,24 +529,217 @@ const WAL_RESTART_BYTES: u64 = 32 << 20;
 /// [`WAL_RESTART_BYTES`], a restarting checkpoint waits for the writer's current commit,
 /// copies the rest and lets the next commit start the journal from its beginning, keeping its
 /// size bounded.
-fn checkpointer(conn: Connection, wal: PathBuf, stop: mpsc::Receiver<()>) {
-    let _ = conn.busy_timeout(std::time::Duration::from_secs(5));
+///
+/// A checkpoint that fails to write or sync leaves the store degraded (see
+/// [`Health::degrade`]), and none runs until the writer has rebuilt the database: after a failed
+/// sync, a later one can succeed without the lost pages ever reaching the disk, and the
+/// write-ahead log that still holds them must not start over.
+fn checkpointer(conn: &Mutex<Connection>, wal: &Path, health: &Health, stop: &mpsc::Receiver<()>) {
     while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY) {
-        let big = std::fs::metadata(&wal).is_ok_and(|m| m.len() > WAL_RESTART_BYTES);
+        if health.degraded() {
+            continue;
+        }
+        let big = std::fs::metadata(wal).is_ok_and(|m| m.len() > WAL_RESTART_BYTES);
         let sql = if big {
             "PRAGMA wal_checkpoint(RESTART)"
         } else {
             "PRAGMA wal_checkpoint(PASSIVE)"
         };
-        if let Err(e) = conn.query_row(sql, [], |_| Ok(())) {
-            tracing::debug!(error = %e, "queue checkpoint skipped");
+        let Ok(conn) = conn.lock() else { return };
+        // Checked again under the lock: a rebuild may have just finished or begun.
+        if health.degraded() {
+            continue;
+        }
+        match conn.query_row(sql, [], |_| Ok(())) {
+            Ok(()) => {}
+            Err(e) if lost_write(&e) => health.degrade("checkpoint", &e),
+            Err(e) => tracing::debug!(error = %e, "queue checkpoint skipped"),
         }
     }
 }
 
+/// Whether `e` says the database file or its write-ahead log may not hold what SQLite wrote:
+/// an I/O error (a failed `write` or sync) or corruption. A full disk is not one: the write
+/// was refused and nothing was lost.
+fn lost_write(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::SystemIoFailure | rusqlite::ErrorCode::DatabaseCorrupt)
+    )
+}
+
+/// [`lost_write`] anywhere in an error's chain.
+fn lost_write_in(e: &anyhow::Error) -> bool {
+    e.chain()
+        .filter_map(|c| c.downcast_ref::<rusqlite::Error>())
+        .any(lost_write)
+}
+
+/// Whether the database is trusted, shared by the writer and the checkpointer.
+struct Health {
+    degraded: AtomicBool,
+    /// The store folder, where [`DEGRADED_FILE`] goes.
+    dir: PathBuf,
+}
+
+impl Health {
+    fn degraded(&self) -> bool {
+        self.degraded.load(Ordering::Relaxed)
+    }
+
+    /// Marks the store degraded after a lost write in `during`: logs once per episode and
+    /// leaves [`DEGRADED_FILE`], so that a start after a crash rebuilds the database too.
+    fn degrade(&self, during: &str, e: &dyn std::fmt::Display) {
+        if self.degraded.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        tracing::error!(
+            error = %e,
+            during,
+            "queue database lost a write (the disk failed to store it): checkpoints and journal cleanup are paused until the database is rebuilt into a new file, tried every 2s; events are still accepted (the journal holds them)"
+        );
+        let marked = File::create(self.dir.join(DEGRADED_FILE))
+            .and_then(|f| f.sync_all())
+            .and_then(|()| sync_dir(&self.dir));
+        if let Err(e) = marked {
+            tracing::warn!(error = %e, "cannot record the degraded state on disk (a start before the rebuild would not know of it)");
+        }
+    }
+
+    /// Clears the state after a rebuild.
+    fn restored(&self) -> std::io::Result<()> {
+        if remove_if_there(&self.dir.join(DEGRADED_FILE))? {
+            sync_dir(&self.dir)?;
+        }
+        self.degraded.store(false, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// Removes a file if it exists; whether it did.
+fn remove_if_there(path: &Path) -> std::io::Result<bool> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Left in the store folder while the database is degraded.
+const DEGRADED_FILE: &str = "degraded";
+
+/// A rebuilt copy of the database being written, and once complete and synced.
+const REBUILD_PART: &str = "hookrouter.sqlite3.rebuild-part";
+const REBUILT: &str = "hookrouter.sqlite3.rebuilt";
+
+/// Copies the database (with what its write-ahead log holds) into a new file and puts the
+/// copy in its place; the old write-ahead log goes with the old file.
+///
+/// A new file because rewriting the old one in place is not enough: after a failed
+/// writeback, Linux may report the next sync of the same pages as a success although they
+/// never reached the disk (the error is reported once), and ext4 can leave the blocks of a
+/// failed write marked "unwritten", so that they read back as zeros whatever is written
+/// there later. A fresh file gets fresh blocks, and its first sync tells the truth.
+///
+/// Crash-safe: the copy is written under [`REBUILD_PART`], synced and renamed to
+/// [`REBUILT`]; only then are the old log and file replaced. A start that finds
+/// [`REBUILT`] finishes the switch ([`finish_rebuild`]); a leftover part is removed.
+fn rebuild_database(dir: &Path) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let part = dir.join(REBUILD_PART);
+    remove_if_there(&part).with_context(|| format!("cannot remove {}", part.display()))?;
+    {
+        let conn = open_other(&dir.join(DB_FILE))?;
+        let path = part
+            .to_str()
+            .context("the queue folder's path is not UTF-8")?;
+        conn.execute("VACUUM INTO ?1", [path])
+            .context("cannot copy the queue database")?;
+    }
+    File::open(&part)
+        .and_then(|f| f.sync_all())
+        .with_context(|| format!("cannot sync {}", part.display()))?;
+    std::fs::rename(&part, dir.join(REBUILT))
+        .and_then(|()| sync_dir(dir))
+        .context("cannot keep the copy of the queue database")?;
+    finish_rebuild(dir)?;
+    Ok(())
+}
+
+/// Writes and syncs a small new file in `dir`, then removes it: whether the disk takes
+/// writes again, before a rebuild writes a whole copy of the database.
+fn probe(dir: &Path) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let path = dir.join("rebuild-probe");
+    let written = File::create(&path).and_then(|mut f| {
+        f.write_all(&[0x5a; 64 << 10])?;
+        f.sync_all()
+    });
+    let removed = std::fs::remove_file(&path);
+    written.and(removed)
+}
+
+/// Puts a complete rebuilt copy in the database's place, if there is one.
+fn finish_rebuild(dir: &Path) -> anyhow::Result<bool> {
+    use anyhow::Context as _;
+    let rebuilt = dir.join(REBUILT);
+    if !rebuilt.exists() {
+        return Ok(false);
+    }
+    for old in [format!("{DB_FILE}-wal"), format!("{DB_FILE}-shm")] {
+        remove_if_there(&dir.join(&old)).with_context(|| format!("cannot remove the old {old}"))?;
+    }
+    std::fs::rename(&rebuilt, dir.join(DB_FILE))
+        .and_then(|()| sync_dir(dir))
+        .context("cannot put the rebuilt queue database in place")?;
+    Ok(true)
+}
+
+/// Opens the database for the writer: pragmas and schema; returns it and the page size.
+fn open_writer(db: &Path, settings: &config::Embedded) -> anyhow::Result<(Connection, u64)> {
+    use anyhow::Context as _;
+    let mut conn = open_other(db)?;
+    let page_size = setup(&mut conn, settings)
+        .with_context(|| format!("cannot prepare the queue database {}", db.display()))?;
+    Ok((conn, page_size))
+}
+
+/// Opens the read-only connection for listings and loads.
+fn open_reader(db: &Path) -> anyhow::Result<Connection> {
+    use anyhow::Context as _;
+    let c = Connection::open_with_flags(
+        db,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .with_context(|| format!("cannot open the queue database {}", db.display()))?;
+    no_checkpoint_on_close(&c)?;
+    c.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(c)
+}
+
+/// Opens a read-write connection (the writer's, the checkpointer's).
+fn open_other(db: &Path) -> anyhow::Result<Connection> {
+    use anyhow::Context as _;
+    let c = Connection::open(db)
+        .with_context(|| format!("cannot open the queue database {}", db.display()))?;
+    no_checkpoint_on_close(&c)?;
+    c.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(c)
+}
+
+/// The last connection to close would otherwise checkpoint and remove the write-ahead log,
+/// trusting a sync that may succeed after an earlier one failed; the log stays, and the next
+/// open rewrites the database from it (see [`recover`]).
+fn no_checkpoint_on_close(c: &Connection) -> rusqlite::Result<()> {
+    c.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+        true,
+    )
+    .map(drop)
+}
+
 /// Pragmas and schema; returns the page size.
 fn setup(conn: &mut Connection, settings: &config::Embedded) -> anyhow::Result<u64> {
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
         anyhow::bail!("the database cannot use write-ahead logging (got `{mode}`)");
@@ -604,37 +827,62 @@ struct Writer {
     journal_bytes: u64,
     /// Reused buffer for a batch's journal records.
     frames: Vec<u8>,
+    /// What a rebuild needs to open the database and start a journal segment again.
+    db: PathBuf,
+    settings: config::Embedded,
+    segment_bytes: u64,
+    /// The other connections, closed and opened again by a rebuild.
+    reader: Arc<Mutex<Connection>>,
+    checkpoint: Arc<Mutex<Connection>>,
+    /// Degraded after a lost write until a rebuild succeeds.
+    health: Arc<Health>,
 }
 
 impl Writer {
     /// Works until every sender is gone.
     fn run(mut self, rx: mpsc::Receiver<Cmd>) {
+        use std::time::Instant;
         let mut batch = Vec::with_capacity(256);
-        // When held-back work is tried again: a deadline, so steady traffic (which never
-        // leaves the channel idle for a whole interval) cannot put the retry off for ever.
-        let mut retry_at = std::time::Instant::now();
+        // When held-back work is tried again, and when a degraded database is rebuilt:
+        // deadlines, so steady traffic (which never leaves the channel idle for a whole
+        // interval) cannot put them off for ever.
+        let mut retry_at = Instant::now();
+        let mut rebuild_at = Instant::now() + REBUILD_EVERY;
         loop {
-            if !self.backlog.is_empty() && std::time::Instant::now() >= retry_at {
+            let degraded = self.health.degraded();
+            if !degraded {
+                rebuild_at = Instant::now() + REBUILD_EVERY;
+            } else if Instant::now() >= rebuild_at {
+                self.rebuild();
+                rebuild_at = Instant::now() + REBUILD_EVERY;
+                continue;
+            }
+            if !self.backlog.is_empty() && Instant::now() >= retry_at {
                 let held = std::mem::take(&mut self.backlog);
                 self.commit(held);
                 if self.backlog.is_empty() {
                     tracing::info!("queue database writable again; accepting events");
                 }
-                retry_at = std::time::Instant::now() + INDEX_RETRY;
+                retry_at = Instant::now() + INDEX_RETRY;
                 continue;
             }
-            let first = if self.backlog.is_empty() {
-                match rx.recv() {
+            let wake = [
+                (!self.backlog.is_empty()).then_some(retry_at),
+                degraded.then_some(rebuild_at),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            let first = match wake {
+                None => match rx.recv() {
                     Ok(c) => c,
                     Err(_) => break,
-                }
-            } else {
-                let wait = retry_at.saturating_duration_since(std::time::Instant::now());
-                match rx.recv_timeout(wait) {
+                },
+                Some(at) => match rx.recv_timeout(at.saturating_duration_since(Instant::now())) {
                     Ok(c) => c,
                     Err(mpsc::RecvTimeoutError::Timeout) => continue,
                     Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                }
+                },
             };
             let mut bytes = cmd_bytes(&first);
             batch.push(first);
@@ -651,8 +899,67 @@ impl Writer {
             let was_held = !self.backlog.is_empty();
             self.step(std::mem::take(&mut batch));
             if !was_held && !self.backlog.is_empty() {
-                retry_at = std::time::Instant::now() + INDEX_RETRY;
+                retry_at = Instant::now() + INDEX_RETRY;
             }
+        }
+    }
+
+    /// Rebuilds a degraded database: every connection is closed (the other threads wait on
+    /// their locks meanwhile), the database is copied into a new file that takes its place
+    /// ([`rebuild_database`]), and it is opened again as on a start: the journal after its
+    /// position is applied and made durable, then journal segments go and a new one starts.
+    /// If any step fails, the store stays degraded and this is tried again after
+    /// [`REBUILD_EVERY`].
+    fn rebuild(&mut self) {
+        if let Err(e) = probe(&self.health.dir) {
+            tracing::debug!(error = %e, "queue database not rebuilt yet: the disk still fails a small synced write");
+            return;
+        }
+        let (Ok(mut checkpoint), Ok(mut reader)) = (self.checkpoint.lock(), self.reader.lock())
+        else {
+            return;
+        };
+        // Stand-ins while the files are closed: with no tables, anything sent to them
+        // fails (and events are refused) until the database is open again.
+        let closed = Connection::open_in_memory;
+        let (Ok(a), Ok(b), Ok(c)) = (closed(), closed(), closed()) else {
+            return;
+        };
+        drop(std::mem::replace(&mut *checkpoint, a));
+        drop(std::mem::replace(&mut *reader, b));
+        drop(std::mem::replace(&mut self.conn, c));
+        let copied = rebuild_database(&self.health.dir);
+        let reopened = (|| -> anyhow::Result<()> {
+            let (conn, _) = open_writer(&self.db, &self.settings)?;
+            self.conn = conn;
+            *reader = open_reader(&self.db)?;
+            *checkpoint = open_other(&self.db)?;
+            Ok(())
+        })();
+        if let Err(e) = reopened {
+            tracing::error!(error = %format!("{e:#}"), "cannot open the queue database again; retrying");
+            return;
+        }
+        let rebuilt = copied.and_then(|()| {
+            let recovered = recover(&mut self.conn, &self.journal_dir);
+            // Applied segments are removed, the one being written among them: whatever
+            // happens next, nothing more is appended to it.
+            self.journal.retire();
+            let last = recovered?;
+            self.journal = Journal::create(&self.journal_dir, last + 1, self.segment_bytes)?;
+            self.kept_from = last + 1;
+            self.health.restored()?;
+            Ok(())
+        });
+        self.journal_bytes = journal::size(&self.journal_dir);
+        match rebuilt {
+            Ok(()) => tracing::info!(
+                "queue database rebuilt into a new file and synced; checkpoints and journal cleanup resume"
+            ),
+            Err(e) => tracing::warn!(
+                error = %format!("{e:#}"),
+                "queue database not rebuilt yet (the disk still fails?); retrying"
+            ),
         }
     }
 
@@ -807,6 +1114,9 @@ impl Writer {
                 }
             }
             Err(e) => {
+                if lost_write(&e) {
+                    self.health.degrade("commit", &e);
+                }
                 let why = e.to_string();
                 let before = self.backlog.len();
                 for cmd in cmds {
@@ -862,8 +1172,11 @@ impl Writer {
 
     /// Removes the journal segments before `end`'s once a synced commit makes the
     /// database's copy of them durable.
+    ///
+    /// Never while the store is degraded: a sync that succeeds after one failed proves
+    /// nothing, and the journal is what the rebuild applies again.
     fn drop_applied_segments(&mut self, end: Position) {
-        if end.segment <= self.kept_from {
+        if end.segment <= self.kept_from || self.health.degraded() {
             return;
         }
         let removed = durable_position(&mut self.conn, end).and_then(|()| {
@@ -878,6 +1191,7 @@ impl Writer {
                 );
                 self.kept_from = end.segment;
             }
+            Err(e) if lost_write_in(&e) => self.health.degrade("sync", &e),
             Err(e) => tracing::warn!(error = %e, "queue journal segments kept for now"),
         }
     }
@@ -932,6 +1246,12 @@ fn durable_position(conn: &mut Connection, end: Position) -> anyhow::Result<()> 
 /// Brings the database up to date with the journal (after a crash, the journal holds events
 /// the database lost or never got), makes that durable and removes the applied segments.
 /// Returns the highest segment number found.
+///
+/// Durable means written by this process and synced: a full checkpoint copies every page of
+/// the write-ahead log into the database file anew (opening the database with no other
+/// connection rebuilt the log's index, so nothing counts as copied) and syncs it, before the
+/// journal is trusted to the database. After a run that lost a write this is not enough
+/// (see [`rebuild_database`]), and [`Embedded::open`] rebuilds the database first.
 fn recover(conn: &mut Connection, dir: &Path) -> anyhow::Result<u64> {
     use anyhow::Context as _;
     let meta = |key: &str| -> anyhow::Result<u64> {
@@ -975,6 +1295,16 @@ fn recover(conn: &mut Connection, dir: &Path) -> anyhow::Result<u64> {
         tracing::info!(
             events = found.records,
             "queue journal applied to the database on start"
+        );
+    }
+    let (busy, _, _): (i64, i64, i64) = conn
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .context("cannot write the queue database's log into it")?;
+    if busy != 0 {
+        anyhow::bail!(
+            "cannot write the queue database's log into it: another connection has it open"
         );
     }
     durable_position(conn, last).context("cannot sync the queue database")?;
@@ -1381,5 +1711,81 @@ mod tests {
         let mut want: Vec<_> = (0..50).map(|n| format!("event-{n}")).collect();
         want.sort();
         assert_eq!(ids, want);
+    }
+
+    /// A failed sync or write, or corruption, means the files may not hold what SQLite
+    /// wrote; a full disk refused the write and lost nothing.
+    #[test]
+    fn only_io_errors_and_corruption_are_lost_writes() {
+        let err = |code| rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None);
+        assert!(lost_write(&err(rusqlite::ffi::SQLITE_IOERR_FSYNC)));
+        assert!(lost_write(&err(rusqlite::ffi::SQLITE_IOERR_WRITE)));
+        assert!(lost_write(&err(rusqlite::ffi::SQLITE_CORRUPT)));
+        assert!(!lost_write(&err(rusqlite::ffi::SQLITE_FULL)));
+        assert!(!lost_write(&err(rusqlite::ffi::SQLITE_BUSY)));
+        let wrapped = anyhow::Error::from(err(rusqlite::ffi::SQLITE_IOERR_FSYNC)).context("sync");
+        assert!(lost_write_in(&wrapped));
+        assert!(!lost_write_in(&anyhow::anyhow!("something else")));
+    }
+
+    /// A run that lost a write and stopped before rebuilding leaves the mark: the next open
+    /// copies the database into a new file, keeps every event and clears the mark.
+    #[test]
+    fn an_open_after_a_degraded_run_rebuilds_the_database_into_a_new_file() {
+        use std::os::unix::fs::MetadataExt as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let settings = config::Embedded::at(dir.path().to_path_buf());
+        runtime().block_on(async {
+            let store = Embedded::open(&settings).expect("open");
+            for n in 0..20 {
+                store.append(event(n)).await.expect("append");
+            }
+            store.stats().await.expect("flush");
+        });
+        let inode = |p: &Path| std::fs::metadata(p).expect("metadata").ino();
+        let db = dir.path().join(DB_FILE);
+        let before = inode(&db);
+        std::fs::write(dir.path().join(DEGRADED_FILE), b"").expect("mark");
+        runtime().block_on(async {
+            let store = Embedded::open(&settings).expect("reopen");
+            assert!(!store.degraded());
+            assert_eq!(store.stats().await.expect("stats").events, 20);
+            assert_eq!(store.pending().await.expect("pending").len(), 40);
+        });
+        assert_ne!(inode(&db), before, "the database is a new file");
+        assert!(!dir.path().join(DEGRADED_FILE).exists(), "mark cleared");
+        assert!(!dir.path().join(REBUILT).exists());
+    }
+
+    /// A crash after the rebuilt copy was complete but before it replaced the database: the
+    /// next open puts it in place (dropping the old write-ahead log) rather than the old file.
+    #[test]
+    fn a_complete_rebuilt_copy_left_by_a_crash_is_put_in_place() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let settings = config::Embedded::at(dir.path().to_path_buf());
+        runtime().block_on(async {
+            let store = Embedded::open(&settings).expect("open");
+            store.append(event(1)).await.expect("append");
+            store.stats().await.expect("flush");
+        });
+        let db = Connection::open(dir.path().join(DB_FILE)).expect("db");
+        let copy = dir.path().join(REBUILT);
+        db.execute("VACUUM INTO ?1", [copy.to_str().expect("utf-8")])
+            .expect("copy");
+        // What the old file has and the copy does not: the copy wins.
+        db.execute("DELETE FROM events WHERE id = 'event-1'", [])
+            .expect("delete");
+        drop(db);
+        // A half-written copy from an attempt before is no rebuild.
+        std::fs::write(dir.path().join(REBUILD_PART), b"torn").expect("part");
+        runtime().block_on(async {
+            let store = Embedded::open(&settings).expect("reopen");
+            assert!(store.load("event-1").await.expect("load").is_some());
+        });
+        assert!(!copy.exists());
+        assert!(
+            !dir.path().join(REBUILD_PART).exists(),
+            "partial copy removed"
+        );
     }
 }

@@ -38,7 +38,8 @@ pub(crate) struct Journal {
     len: u64,
     /// A segment this large is closed before the next batch.
     segment_bytes: u64,
-    /// A failed write could not be cut off: the next batch goes to a new segment.
+    /// A failed write could not be cut off (or the segment was retired): the next batch goes
+    /// to a new segment.
     tainted: bool,
 }
 
@@ -86,7 +87,7 @@ pub(crate) fn frame(out: &mut Vec<u8>, payload: impl FnOnce(&mut Vec<u8>)) {
 }
 
 /// Makes a directory entry (a created or removed file) durable.
-fn sync_dir(dir: &Path) -> io::Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
@@ -114,6 +115,12 @@ impl Journal {
             segment_bytes,
             tainted: false,
         })
+    }
+
+    /// Writes nothing more to this segment: the next batch starts a new one (the segment
+    /// may have been removed under it).
+    pub(crate) fn retire(&mut self) {
+        self.tainted = true;
     }
 
     /// Appends `frames` (whole framed records) and syncs them; returns where they end. On
