@@ -616,7 +616,14 @@ pub(crate) fn parse_network(s: &str) -> Result<IpNet, &'static str> {
     };
     // std's parser already refuses leading zeros in IPv4 octets; say why in the message.
     let ip: IpAddr = addr.parse().map_err(|_| {
-        if addr.split('.').any(|o| o.len() > 1 && o.starts_with('0')) {
+        let octets = || addr.split('.');
+        if octets().any(|o| o.starts_with("0x") || o.starts_with("0X")) {
+            "has a hexadecimal octet (some tools read `0x7f` as 127): write the address in decimal"
+        } else if !addr.is_empty() && addr.bytes().all(|b| b.is_ascii_digit()) {
+            "is a bare number (some tools read `2130706433` as 127.0.0.1): write the address as four octets"
+        } else if octets().count() < 4 && octets().all(|o| !o.is_empty() && o.bytes().all(|b| b.is_ascii_digit())) {
+            "is a shortened IPv4 address (some tools read `127.1` as 127.0.0.1): write all four octets"
+        } else if octets().any(|o| o.len() > 1 && o.starts_with('0')) {
             "has an octet with a leading zero (some tools read that as octal): write the address without leading zeros"
         } else {
             "is not an IP address or CIDR network: write e.g. `10.0.0.0/8`, `192.0.2.7` or `2001:db8::/32`"
@@ -688,6 +695,18 @@ mod tests {
         assert_eq!(
             parse_network("2001:db8::/32").map(|n| n.to_string()),
             Ok("2001:db8::/32".into())
+        );
+        assert_eq!(
+            parse_network("010.0.0.1").map(|n| n.to_string()),
+            Err(
+                "has an octet with a leading zero (some tools read that as octal): write the address without leading zeros"
+            )
+        );
+        assert_eq!(
+            parse_network("0x7f.0.0.1").map(|n| n.to_string()),
+            Err(
+                "has a hexadecimal octet (some tools read `0x7f` as 127): write the address in decimal"
+            )
         );
         for bad in [
             "010.0.0.1",
