@@ -242,6 +242,8 @@ pub(crate) struct Stats {
     pub(crate) events: u64,
     pub(crate) pending: u64,
     pub(crate) dead: u64,
+    /// The embedded store is rebuilding its database after the disk failed a sync.
+    pub(crate) degraded: bool,
 }
 
 /// What a retention pass removed.

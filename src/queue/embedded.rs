@@ -474,6 +474,7 @@ impl Embedded {
         let page_size = self.page_size;
         let dir = self.dir.clone();
         let max_bytes = self.settings.max_size;
+        let degraded = self.degraded();
         self.read(move |c| {
             let disk_bytes = on_disk(c, page_size, &dir)?;
             let events = unsigned(c.query_row("SELECT count(*) FROM events", [], |r| r.get(0))?);
@@ -484,6 +485,7 @@ impl Embedded {
                 disk_bytes,
                 max_bytes,
                 events,
+                degraded,
                 ..Stats::default()
             };
             for row in st.query_map([], |r| Ok((r.get::<_, i64>(0)?, unsigned(r.get(1)?))))? {

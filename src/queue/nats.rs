@@ -1036,6 +1036,7 @@ impl Nats {
             events: events.state.messages,
             pending,
             dead: dlq.state.messages,
+            degraded: false,
         })
     }
 

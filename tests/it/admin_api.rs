@@ -440,6 +440,7 @@ async fn events_dead_letters_and_replay() {
     assert_eq!(stats["events"], 3, "{stats}");
     assert_eq!(stats["dead"], 3, "{stats}");
     assert_eq!(stats["pending"], 0, "{stats}");
+    assert_eq!(stats["degraded"], false, "{stats}");
 
     // A replay must say what it replays.
     let a = api(&r, "POST", "/api/v1/dlq/replay", Some(TOKEN)).await;
