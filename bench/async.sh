@@ -27,7 +27,9 @@
 set -Eeuo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO_ROOT=$(cd "$BENCH_DIR/.." && pwd)
+LOG_TAG=async
+# shellcheck source=bench/lib.sh
+source "$BENCH_DIR/lib.sh" # sets REPO_ROOT
 ASYNC_DIR=$BENCH_DIR/async
 
 # ---------------------------------------------------------------- parameters
@@ -88,35 +90,20 @@ ADMIN_TOKEN=bench-admin-token
 STRIPE_T=$(date +%s)
 HOST=127.0.0.1
 
-# ------------------------------------------------------------------- helpers
-log() { printf '[async %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() {
-    log "ERROR: $*"
-    exit 1
-}
-is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
-
-for v in ROUNDS DURATION CONNECTIONS WARMUP RATE RATE_ROUNDS RATE_DURATION RATE_CONNECTIONS \
+# ------------------------------------------------------------------- checks
+check_uints ROUNDS DURATION CONNECTIONS WARMUP RATE RATE_ROUNDS RATE_DURATION RATE_CONNECTIONS \
     FANOUT_RATE FANOUT_ROUNDS FANOUT_DURATION FANOUT_CONNECTIONS DRAIN_TARGET DRAIN_MAX \
     SELFTEST_RATE SELFTEST_DURATION SETTLE_MAX FRESH_QUEUE PAUSE NOISE_MAX IDLE_BUDGET LOAD_CPU SERVER_CPU \
     HOOKROUTER_PORT HOOKROUTER_ADMIN_PORT WEBHOOK_PORT SINK_CONTROL_PORT SINK_PORT_0 SINK_PORT_1 \
-    SINK_PORT_2 SINK_PORT_3; do
-    is_uint "${!v}" || die "$v must be a non-negative integer (got '${!v}')"
-done
+    SINK_PORT_2 SINK_PORT_3
 ((ROUNDS >= 1 && DURATION >= 1 && CONNECTIONS >= 1)) || die "ROUNDS, DURATION and CONNECTIONS must be >= 1"
 ((RATE_ROUNDS == 0 || (RATE >= 1 && RATE_DURATION >= 1 && RATE_CONNECTIONS >= 1))) || die "bad RATE_* settings"
 ((FANOUT_ROUNDS == 0 || (FANOUT_RATE >= 1 && FANOUT_DURATION >= 1 && FANOUT_CONNECTIONS >= 1))) || die "bad FANOUT_* settings"
 ((LOAD_CPU != SERVER_CPU)) || die "LOAD_CPU and SERVER_CPU must differ"
 case $OHA in auto | 0 | 1) ;; *) die "OHA is auto, 0 or 1" ;; esac
 
-read -r -a PEERS <<<"$ONLY"
-((${#PEERS[@]} >= 1)) || die "ONLY lists no peer"
-declare -A SEEN=()
-for p in "${PEERS[@]}"; do
-    case $p in hookrouter | webhook) ;; *) die "ONLY: unknown peer '$p' (use hookrouter, webhook)" ;; esac
-    [[ -z ${SEEN[$p]:-} ]] || die "ONLY: '$p' listed twice"
-    SEEN[$p]=1
-done
+PEERS=()
+parse_list PEERS ONLY peer "unknown peer" "use hookrouter, webhook" hookrouter webhook
 has_peer() { [[ -n ${SEEN[$1]:-} ]]; }
 # hookrouter runs in every session (phases 2 and 3 are hookrouter only).
 port_of() {
@@ -147,20 +134,8 @@ secret_of() {
 # ------------------------------------------------------------------- tools
 install_tools() {
     local need=()
-    command -v wrk >/dev/null 2>&1 || need+=(wrk)
     [[ -x /usr/bin/webhook ]] || need+=(webhook)
-    command -v curl >/dev/null 2>&1 || need+=(curl)
-    command -v taskset >/dev/null 2>&1 || need+=(util-linux)
-    command -v python3 >/dev/null 2>&1 || need+=(python3)
-    command -v getconf >/dev/null 2>&1 || need+=(libc-bin)
-    command -v findmnt >/dev/null 2>&1 || need+=(util-linux)
-    if ((${#need[@]})); then
-        [[ $(id -u) == 0 ]] || die "missing ${need[*]} and not root: install them or rerun as root"
-        log "installing ${need[*]} from Debian"
-        export DEBIAN_FRONTEND=noninteractive
-        apt-get update
-        apt-get install -y "${need[@]}"
-    fi
+    install_missing --findmnt "${need[@]}"
     WEBHOOK=/usr/bin/webhook
     [[ -x $WEBHOOK ]] || die "webhook not found after install"
     command -v cargo >/dev/null 2>&1 || die "cargo is needed to build hookrouter and bench/async's helpers"
@@ -168,11 +143,7 @@ install_tools() {
 
 [[ $(id -u) == 0 ]] || die "run as root (tools may need apt-get)"
 install_tools
-
-NCPU=$(nproc --all)
-((LOAD_CPU < NCPU && SERVER_CPU < NCPU)) || die "need CPUs $LOAD_CPU and $SERVER_CPU; this machine has $NCPU"
-taskset -c "$LOAD_CPU,$SERVER_CPU" true || die "cannot pin to CPUs $LOAD_CPU,$SERVER_CPU (cgroup cpuset?)"
-CLK_TCK=$(getconf CLK_TCK)
+check_cpus
 
 OHA_BIN=""
 if [[ $OHA != 0 ]]; then
@@ -186,170 +157,25 @@ if [[ $OHA != 0 ]]; then
 fi
 
 # -------------------------------------------------------------------- builds
-if ((SKIP_BUILD)); then
-    log "SKIP_BUILD=1: using $HOOKROUTER_BIN and $TOOLS as they are"
-else
-    log "building hookrouter (cargo build --release) in $REPO_ROOT"
-    (cd "$REPO_ROOT" && cargo build --release) || die "cargo build --release failed"
-    log "building the helpers (cargo build --release) in $ASYNC_DIR"
-    cargo build --release --manifest-path "$ASYNC_DIR/Cargo.toml" || die "building bench/async failed"
-fi
-[[ -x $HOOKROUTER_BIN ]] || die "no hookrouter binary at $HOOKROUTER_BIN"
-[[ -x $TOOLS/loadgen && -x $TOOLS/sink ]] || die "no loadgen/sink in $TOOLS (build bench/async)"
+build_release --helpers
 
 # -------------------------------------------------------- processes, cleanup
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/hookrouter-async.XXXXXX")
-QUEUE_PARENT=""
-PIDS=() # everything we started, stopped in reverse order on exit
+# everything it starts is stopped on exit (bench/lib.sh's cleanup); the queue's folders live
+# in DATA_PARENT
+start_session hookrouter-async
 PID_sink="" PID_hookrouter="" PID_webhook=""
-LOAD_PID="" SAMPLER_PID=""
-
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    local i pid
-    [[ -z $LOAD_PID ]] || kill -TERM "$LOAD_PID" 2>/dev/null || true
-    [[ -z $SAMPLER_PID ]] || kill -TERM "$SAMPLER_PID" 2>/dev/null || true
-    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
-        kill -TERM "${PIDS[i]}" 2>/dev/null || true
-    done
-    for _ in $(seq 100); do
-        local alive=0
-        for pid in "${PIDS[@]}"; do
-            kill -0 "$pid" 2>/dev/null && alive=1
-        done
-        ((alive)) || break
-        sleep 0.1
-    done
-    for pid in "${PIDS[@]}"; do
-        kill -KILL "$pid" 2>/dev/null || true
-    done
-    wait 2>/dev/null || true
-    if ((KEEP_TMP)); then
-        log "kept $TMP${QUEUE_PARENT:+ and $QUEUE_PARENT}"
-    else
-        rm -rf "$TMP"
-        [[ -z $QUEUE_PARENT ]] || rm -rf "$QUEUE_PARENT"
-    fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'log "interrupted"; exit 130' INT
-trap 'log "terminated"; exit 143' TERM
-
-port_free() { ! (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
-for port in "$HOOKROUTER_PORT" "$HOOKROUTER_ADMIN_PORT" "$WEBHOOK_PORT" "$SINK_CONTROL_PORT" \
-    "$SINK_PORT_0" "$SINK_PORT_1" "$SINK_PORT_2" "$SINK_PORT_3"; do
-    port_free "$port" || die "port $port on $HOST is already in use"
-done
+check_ports_free "$HOOKROUTER_PORT" "$HOOKROUTER_ADMIN_PORT" "$WEBHOOK_PORT" "$SINK_CONTROL_PORT" \
+    "$SINK_PORT_0" "$SINK_PORT_1" "$SINK_PORT_2" "$SINK_PORT_3"
 
 # ------------------------------------------------- the queue's disk: not tmpfs
-mkdir -p "$DATA_DIR"
-FSTYPE=$(stat -f -c %T "$DATA_DIR")
-case $FSTYPE in tmpfs | ramfs) die "DATA_DIR $DATA_DIR is $FSTYPE: fsync would be free; set DATA_DIR to a folder on a real disk" ;; esac
-QUEUE_PARENT=$(mktemp -d "$DATA_DIR/hookrouter-async-queue.XXXXXX")
-QUEUE_DIR=$QUEUE_PARENT/queue-0 # start_hookrouter makes queue-1, queue-2, …
+data_disk hookrouter-async-queue "fsync would be free; "
+QUEUE_DIR=$DATA_PARENT/queue-0 # start_hookrouter makes queue-1, queue-2, …
 mkdir -p "$QUEUE_DIR"
-MOUNT_SRC=$(findmnt -n -o SOURCE --target "$QUEUE_DIR" | head -1)
-MOUNT_FS=$(findmnt -n -o FSTYPE --target "$QUEUE_DIR" | head -1)
-MOUNT_OPTS=$(findmnt -n -o OPTIONS --target "$QUEUE_DIR" | head -1)
-[[ $MOUNT_FS != tmpfs && $MOUNT_FS != ramfs ]] || die "$QUEUE_DIR is on $MOUNT_FS"
-# The whole disk behind the mount, for /proc/diskstats (writes and flushes per run).
-DISK=""
-if [[ $MOUNT_SRC == /dev/* ]]; then
-    d=$(basename "$(readlink -f "$MOUNT_SRC")")
-    if [[ -e /sys/class/block/$d/partition ]]; then
-        d=$(basename "$(dirname "$(readlink -f "/sys/class/block/$d")")")
-    fi
-    grep -qw "$d" /proc/diskstats && DISK=$d
-fi
-ROTATIONAL="?"
-WRITE_CACHE="?"
-if [[ -n $DISK ]]; then
-    ROTATIONAL=$(cat "/sys/block/$DISK/queue/rotational" 2>/dev/null || echo "?")
-    WRITE_CACHE=$(cat "/sys/block/$DISK/queue/write_cache" 2>/dev/null || echo "?")
-fi
 log "queue on $QUEUE_DIR ($MOUNT_SRC, $MOUNT_FS, disk ${DISK:-unknown}, rotational=$ROTATIONAL, cache=$WRITE_CACHE)"
 
-disk_stat() { # disk_stat -> "writes sectors_written flushes"
-    if [[ -z $DISK ]]; then
-        echo "0 0 0"
-        return
-    fi
-    # fields: 8 writes completed, 10 sectors written, 19 flushes completed (kernel >= 5.5)
-    awk -v d="$DISK" '$3 == d { print $8, $10, ($19 == "" ? 0 : $19) }' /proc/diskstats
-}
-
-# The disk's fsync cost, measured the way the queue pays it: write 4 KiB, fdatasync.
-fsync_probe() {
-    python3 - "$QUEUE_PARENT/fsync-probe" <<'EOF'
-import os, sys, time
-path = sys.argv[1]
-fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
-ts = []
-deadline = time.monotonic() + 10
-for i in range(200):
-    os.pwrite(fd, b"x" * 4096, (i % 64) * 4096)
-    t = time.perf_counter()
-    os.fdatasync(fd)
-    ts.append(time.perf_counter() - t)
-    if time.monotonic() > deadline:
-        break
-os.close(fd)
-os.unlink(path)
-ts.sort()
-n = len(ts)
-print(f"{n} {ts[n // 2] * 1e3:.2f} {ts[min(n - 1, int(n * 0.99))] * 1e3:.2f}")
-EOF
-}
-
 render() { # render TEMPLATE DEST
-    sed -e "s/@HOOKROUTER_PORT@/$HOOKROUTER_PORT/g" \
-        -e "s/@HOOKROUTER_ADMIN_PORT@/$HOOKROUTER_ADMIN_PORT/g" \
-        -e "s/@ADMIN_TOKEN@/$ADMIN_TOKEN/g" \
-        -e "s#@QUEUE_DIR@#$QUEUE_DIR#g" \
-        -e "s/@SINK_PORT_0@/$SINK_PORT_0/g" \
-        -e "s/@SINK_PORT_1@/$SINK_PORT_1/g" \
-        -e "s/@SINK_PORT_2@/$SINK_PORT_2/g" \
-        -e "s/@SINK_PORT_3@/$SINK_PORT_3/g" \
-        -e "s/@STRIPE_SECRET@/$STRIPE_SECRET/g" \
-        -e "s/@WEBHOOK_SECRET@/$WEBHOOK_SECRET/g" \
-        "$1" >"$2"
-}
-
-start_bg() { # start_bg NAME CPU CMD... : start CMD pinned to CPU, pid in PID_<NAME>
-    local name=$1 cpu=$2
-    shift 2
-    taskset -c "$cpu" "$@" >"$TMP/$name.out" 2>&1 &
-    local pid=$!
-    PIDS+=("$pid")
-    printf -v "PID_$name" '%s' "$pid"
-}
-
-wait_http() { # wait_http NAME PID URL : until URL answers 200
-    local name=$1 pid=$2 url=$3
-    for _ in $(seq 300); do
-        kill -0 "$pid" 2>/dev/null || {
-            sed 's/^/    /' "$TMP/$name.out" >&2 || true
-            die "$name exited during start-up (output above)"
-        }
-        curl -sf --max-time 1 -o /dev/null "$url" && return 0
-        sleep 0.1
-    done
-    sed 's/^/    /' "$TMP/$name.out" >&2 || true
-    die "$name did not answer $url within 30 s"
-}
-
-proc_ticks() { # utime+stime (clock ticks) summed over PIDs
-    local pid s total=0
-    local -a f
-    for pid in "$@"; do
-        s=$(cat "/proc/$pid/stat") || die "process $pid is gone"
-        s=${s##*) }
-        read -r -a f <<<"$s"
-        total=$((total + f[11] + f[12]))
-    done
-    echo "$total"
+    fill_template "$1" "$2" HOOKROUTER_PORT HOOKROUTER_ADMIN_PORT ADMIN_TOKEN QUEUE_DIR \
+        SINK_PORT_0 SINK_PORT_1 SINK_PORT_2 SINK_PORT_3 STRIPE_SECRET WEBHOOK_SECRET
 }
 
 thread_ticks() { # thread_ticks PID -> "name=ticks,name=ticks" (threads grouped by name)
@@ -359,25 +185,9 @@ thread_ticks() { # thread_ticks PID -> "name=ticks,name=ticks" (threads grouped 
     done | awk -F'\t' 'NF == 2 && $2 != "" { gsub(/[ ,=]/, "_", $1); a[$1] += $2 } END { s = ""; for (k in a) s = s (s == "" ? "" : ",") k "=" a[k]; print s }'
 }
 
-cpu_stat() { # cpu_stat N -> "busy total tasks" jiffies of core N from /proc/stat
-    # busy: everything but idle and iowait; tasks: user + nice + system only, i.e. without
-    # interrupt and softirq time (loopback networking is largely softirq, which is charged to no
-    # process) and steal (the hypervisor): the part comparable with processes' own CPU time.
-    awk -v cpu="cpu$1" '$1 == cpu {
-        total = $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9
-        print total - $5 - $6, total, $2 + $3 + $4
-    }' /proc/stat
-}
-
-sink_json() { curl -sf --max-time 2 "http://$HOST:$SINK_CONTROL_PORT/stats$1"; }
-sink_unique() { # sink_unique PORT -> distinct event ids received on that port
-    sink_json "" | python3 -c 'import json,sys; p=int(sys.argv[1]); print(next(t["unique"] for t in json.load(sys.stdin)["targets"] if t["port"]==p))' "$1"
-}
 sink_requests() { # sink_requests PORT -> requests received on that port
     sink_json "" | python3 -c 'import json,sys; p=int(sys.argv[1]); print(next(t["requests"] for t in json.load(sys.stdin)["targets"] if t["port"]==p))' "$1"
 }
-sink_reset() { curl -sf --max-time 2 -X POST -o /dev/null "http://$HOST:$SINK_CONTROL_PORT/reset"; }
-
 ADMIN_API=0 # 1 when hookrouter has GET /api/v1/queue
 queue_pending() { # -> pending deliveries, or -1
     if ((ADMIN_API)); then
@@ -388,48 +198,11 @@ queue_pending() { # -> pending deliveries, or -1
     fi
 }
 
-TAGN=0 TAG=""
-next_tag() { # next_tag w|l -> TAG: 3 characters, unique in this session (not in $(...): it counts)
-    local a=0123456789abcdefghijklmnopqrstuvwxyz
-    TAGN=$((TAGN + 1))
-    ((TAGN < 1296)) || die "too many runs in one session"
-    TAG="$1${a:TAGN / 36:1}${a:TAGN % 36:1}"
-}
-
-jget() { # jget FILE KEY... -> values from the RESULT line of a loadgen output
-    python3 - "$@" <<'EOF'
-import json, sys
-path, keys = sys.argv[1], sys.argv[2:]
-r = None
-for line in open(path, encoding="utf-8"):
-    if line.startswith("RESULT "):
-        r = json.loads(line[7:])
-if r is None:
-    sys.exit("no RESULT line in " + path)
-print(" ".join(str(r.get(k, "")) if not isinstance(r.get(k), dict) else json.dumps(r[k], separators=(",", ":")) for k in keys))
-EOF
-}
-
 # ------------------------------------------------------------------- the sink
 mkdir -p "$TMP/runs"
-start_bg sink "$LOAD_CPU" "$TOOLS/sink" --control "$HOST:$SINK_CONTROL_PORT" \
-    --listen "$HOST:$SINK_PORT_0" --listen "$HOST:$SINK_PORT_1" \
-    --listen "$HOST:$SINK_PORT_2" --listen "$HOST:$SINK_PORT_3"
-wait_http sink "$PID_sink" "http://$HOST:$SINK_CONTROL_PORT/stats"
-log "sink (targets) ready on $HOST:$SINK_PORT_0..$SINK_PORT_3 (core $LOAD_CPU)"
+start_sink
 
 # ------------------------------------------------------- idle check, settling
-BG_LOAD=0 BG_SERVER=0
-sample_bg() { # sample_bg SECONDS -> BG_LOAD, BG_SERVER (% of each core used by tasks)
-    local -a a0 b0 a1 b1
-    read -r -a a0 <<<"$(cpu_stat "$LOAD_CPU")"
-    read -r -a b0 <<<"$(cpu_stat "$SERVER_CPU")"
-    sleep "$1"
-    read -r -a a1 <<<"$(cpu_stat "$LOAD_CPU")"
-    read -r -a b1 <<<"$(cpu_stat "$SERVER_CPU")"
-    BG_LOAD=$(((a1[2] - a0[2]) * 100 / (a1[1] - a0[1] > 0 ? a1[1] - a0[1] : 1)))
-    BG_SERVER=$(((b1[2] - b0[2]) * 100 / (b1[1] - b0[1] > 0 ? b1[1] - b0[1] : 1)))
-}
 # SINK0_EXPECT: events accepted on /hook so far (lower bound); settle waits until the target
 # has them all and the queue has no pending delivery, so one run's deliveries never spill
 # into the next.
@@ -476,72 +249,21 @@ wait_delivered() {
     ((DRAIN_S >= 0)) || DRAIN_S=0
 }
 settle() { # settle SECONDS: deliveries done, then idle CPUs (bounded by IDLE_BUDGET)
-    local said=0 secs=$1
+    local secs=$1
     [[ $secs != 0 ]] || secs=0.5 # a shorter sample says nothing
     wait_delivered
-    sample_bg "$secs"
-    while ((BG_LOAD > NOISE_MAX || BG_SERVER > NOISE_MAX)); do
-        if ((IDLE_BUDGET <= 0)); then
-            ((said)) && log "WARNING: still busy (core $LOAD_CPU ${BG_LOAD} %, core $SERVER_CPU ${BG_SERVER} %); going on"
-            return 0
-        fi
-        ((said)) || log "other processes are using the CPUs (core $LOAD_CPU ${BG_LOAD} %, core $SERVER_CPU ${BG_SERVER} %): waiting (budget ${IDLE_BUDGET} s)"
-        said=1
-        sample_bg 1
-        IDLE_BUDGET=$((IDLE_BUDGET - 1))
-    done
+    wait_idle "$secs"
 }
 
 # ------------------------------------------- load generators (CPU via `times`)
-times_ms() { # CPU of this shell's reaped children between two `times` dumps, in ms
-    awk 'FNR == 2 {
-        t = 0
-        for (i = 1; i <= 2; i++) { split($i, a, "m"); sub("s", "", a[2]); t += a[1] * 60 + a[2] }
-        if (FILENAME ~ /times0$/) t = -t
-        sum += t
-    } END { printf "%d\n", sum * 1000 }' "$TMP/times0" "$TMP/times1"
-}
-GEN_CPU_MS=0
 run_wrk() { # run_wrk PEER DURATION CONNECTIONS SCHEME LOGFILE
-    local p=$1 dur=$2 conns=$3 scheme=$4 logf=$5 rc=0
+    local p=$1 dur=$2 conns=$3 scheme=$4 logf=$5
     next_tag w
-    times >"$TMP/times0"
-    taskset -c "$LOAD_CPU" timeout -k 5 $((dur + 60)) \
+    run_load "$logf" taskset -c "$LOAD_CPU" timeout -k 5 $((dur + 60)) \
         wrk -t1 -c"$conns" -d"${dur}s" --timeout 2s --latency -s "$LUA" \
         "http://$HOST:$(port_of "$p")$(path_of "$p")" -- \
-        "$PAYLOAD" "$scheme" "$(secret_of "$p")" "$TAG" "$STRIPE_T" >"$logf" 2>&1 &
-    LOAD_PID=$!
-    wait "$LOAD_PID" || rc=$?
-    LOAD_PID=""
-    times >"$TMP/times1"
-    GEN_CPU_MS=$(times_ms)
-    ((rc == 0)) || {
-        cat "$logf" >&2
-        die "wrk failed against $p (exit $rc)"
-    }
-    grep -q '^BENCH ' "$logf" || {
-        cat "$logf" >&2
-        die "wrk printed no BENCH line against $p"
-    }
-}
-wrk_field() { grep '^BENCH ' "$1" | head -1 | tr ' ' '\n' | awk -F= -v k="$2" '$1 == k { print $2 }'; }
-
-run_loadgen() { # run_loadgen CPU LOGFILE ARGS... (foreground, bounded)
-    local cpu=$1 logf=$2 rc=0
-    shift 2
-    next_tag l
-    times >"$TMP/times0"
-    taskset -c "$cpu" timeout -k 5 300 "$TOOLS/loadgen" --payload "$PAYLOAD" --stripe-t "$STRIPE_T" \
-        --tag "$TAG" "$@" >"$logf" 2>&1 &
-    LOAD_PID=$!
-    wait "$LOAD_PID" || rc=$?
-    LOAD_PID=""
-    times >"$TMP/times1"
-    GEN_CPU_MS=$(times_ms)
-    ((rc == 0)) && grep -q '^RESULT ' "$logf" || {
-        cat "$logf" >&2
-        die "loadgen failed (exit $rc)"
-    }
+        "$PAYLOAD" "$scheme" "$(secret_of "$p")" "$TAG" "$STRIPE_T"
+    check_wrk "$logf" "$p"
 }
 
 # preflight PEER: a few correctly signed requests must all get the success status (202 from
@@ -552,12 +274,12 @@ preflight() {
     case $p in hookrouter) want='{"202":5}' ;; webhook) want='{"200":5}' ;; esac
     run_loadgen "$LOAD_CPU" "$TMP/preflight-$p.log" --url "http://$HOST:$(port_of "$p")$(path_of "$p")" \
         --rate 50 --duration 0.1 --connections 2 --scheme "$(scheme_of "$p")" --secret "$(secret_of "$p")"
-    got=$(jget "$TMP/preflight-$p.log" statuses)
+    got=$(jget "$TMP/preflight-$p.log" RESULT statuses)
     [[ $got == "$want" ]] || die "pre-flight: $p answered $got to correctly signed requests (want $want)"
     [[ $p == hookrouter ]] && SINK0_EXPECT=$((SINK0_EXPECT + 5))
     run_loadgen "$LOAD_CPU" "$TMP/preflight-$p-bad.log" --url "http://$HOST:$(port_of "$p")$(path_of "$p")" \
         --rate 50 --duration 0.1 --connections 2 --scheme "$(scheme_of "$p")" --secret "wrong-$(secret_of "$p")"
-    bad=$(jget "$TMP/preflight-$p-bad.log" statuses)
+    bad=$(jget "$TMP/preflight-$p-bad.log" RESULT statuses)
     case $p in
     hookrouter) [[ $bad == '{"401":5}' ]] ;;
     webhook) [[ $bad =~ ^\{\"[345][0-9][0-9]\":5\}$ ]] ;;
@@ -580,7 +302,7 @@ selftest() {
         --url "http://$HOST:$SINK_PORT_2/b" --url "http://$HOST:$SINK_PORT_3/c" \
         --rate "$SELFTEST_RATE" --duration "$SELFTEST_DURATION" --connections 96 --scheme none --expect 200
     s1=$(proc_ticks "$PID_sink")
-    read -r ST_DONE ST_OK ST_ACH ST_P99 <<<"$(jget "$TMP/runs/selftest.log" completed ok achieved_rate lat_p99_us)"
+    read -r ST_DONE ST_OK ST_ACH ST_P99 <<<"$(jget "$TMP/runs/selftest.log" RESULT completed ok achieved_rate lat_p99_us)"
     ST_CPU_US=$(python3 -c "print(f'{($s1 - $s0) * 1e6 / $CLK_TCK / max(1, $ST_DONE):.1f}')")
     ST_BUSY=$(python3 -c "print(f'{($s1 - $s0) * 100 / $CLK_TCK / $SELFTEST_DURATION:.0f}')")
     log "sink self-test: $ST_ACH req/s achieved, $ST_OK/$ST_DONE answered 200, p99 ${ST_P99} us, ${ST_CPU_US} us CPU/request (${ST_BUSY} % of its core)"
@@ -602,7 +324,7 @@ QUEUE_N=0
 # FRESH_QUEUE=1: its size changes hookrouter's speed, see bench/README.md)
 start_hookrouter() {
     QUEUE_N=$((QUEUE_N + 1))
-    QUEUE_DIR=$QUEUE_PARENT/queue-$QUEUE_N
+    QUEUE_DIR=$DATA_PARENT/queue-$QUEUE_N
     mkdir -p "$QUEUE_DIR"
     render "$ASYNC_DIR/hookrouter.yaml" "$TMP/hookrouter.yaml"
     "$HOOKROUTER_BIN" check -c "$TMP/hookrouter.yaml" >&2 || die "hookrouter check failed on the benchmark config"
@@ -612,18 +334,7 @@ start_hookrouter() {
     log "hookrouter ready on $HOST:$HOOKROUTER_PORT (core $SERVER_CPU, queue in $QUEUE_DIR)"
 }
 stop_hookrouter() { # graceful stop (SIGTERM), then the queue folder is deleted
-    local pid=$PID_hookrouter i
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 300); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    for i in "${!PIDS[@]}"; do
-        [[ ${PIDS[i]} != "$pid" ]] || unset 'PIDS[i]'
-    done
-    PIDS=("${PIDS[@]}")
+    stop_pid "$PID_hookrouter"
     rm -rf "$QUEUE_DIR"
 }
 QUEUE_SIZES="" # "phase:bytes:events,..." at the end of each phase
@@ -667,15 +378,9 @@ fi
 
 # Deduplication: a repeated event id is answered 200 and not stored again, which is why every
 # benchmark request carries a fresh id. Shown once here.
-DUP_BODY=$TMP/dup.json
-sed 's/"id": "evt_[^"]*"/"id": "evt_dupcheck00000000000000000"/' "$PAYLOAD" >"$DUP_BODY"
-DUP_SIG=$(python3 -c 'import hmac,hashlib,sys; print(hmac.new(sys.argv[1].encode(), sys.argv[2].encode() + b"." + open(sys.argv[3],"rb").read(), hashlib.sha256).hexdigest())' "$STRIPE_SECRET" "$STRIPE_T" "$DUP_BODY")
-dup_post() {
-    curl -s -o /dev/null -w '%{http_code}' --max-time 5 -X POST -H 'Content-Type: application/json' \
-        -H "Stripe-Signature: t=$STRIPE_T,v1=$DUP_SIG" --data-binary "@$DUP_BODY" "http://$HOST:$HOOKROUTER_PORT/hook" || true
-}
-DUP_FIRST=$(dup_post)
-DUP_SECOND=$(dup_post)
+dup_event
+DUP_FIRST=$(dup_post "$HOOKROUTER_PORT")
+DUP_SECOND=$(dup_post "$HOOKROUTER_PORT")
 [[ $DUP_FIRST == 202 ]] || die "hookrouter answered $DUP_FIRST to a new signed event (want 202)"
 SINK0_EXPECT=$((SINK0_EXPECT + 1))
 log "dedup: the same event twice -> $DUP_FIRST then $DUP_SECOND"
@@ -704,13 +409,6 @@ done
 
 # ------------------------------------------------------------------ measuring
 N=${#PEERS[@]}
-rotated() { # rotated ROUND -> peers in this round's order
-    local r=$1 i out=()
-    for ((i = 0; i < N; i++)); do
-        out+=("${PEERS[(i + r) % N]}")
-    done
-    echo "${out[@]}"
-}
 pids_of() {
     case $1 in
     hookrouter) echo "$PID_hookrouter" ;;
@@ -767,7 +465,7 @@ fi
 
 # -------------------------------------------------------- phase 1: ingest
 for ((r = 0; r < ROUNDS; r++)); do
-    read -r -a order <<<"$(rotated "$r")"
+    read -r -a order <<<"$(rotated "$r" "${PEERS[@]}")"
     for ((s = 0; s < N; s++)); do
         p=${order[s]}
         settle "$PAUSE"
@@ -814,7 +512,7 @@ for ((r = 0; r < RATE_ROUNDS; r++)); do
         --rate "$RATE" --duration "$RATE_DURATION" --connections "$RATE_CONNECTIONS" \
         --scheme stripe --secret "$STRIPE_SECRET" --expect 202
     snapshot b hookrouter
-    ok=$(jget "$TMP/runs/rate-$r.log" ok)
+    ok=$(jget "$TMP/runs/rate-$r.log" RESULT ok)
     SINK0_EXPECT=$((SINK0_EXPECT + ok))
     wait_delivered
     n1=$(sink_unique "$SINK_PORT_0")
@@ -822,7 +520,7 @@ for ((r = 0; r < RATE_ROUNDS; r++)); do
         "$(grep '^RESULT ' "$TMP/runs/rate-$r.log" | cut -c8-)" \
         "$(snap_delta | cut -f1-2)" "$GEN_CPU_MS" "$(snap_delta | cut -f3-9)" "$(threads_delta)" $((n1 - n0)) \
         "$(snap_delta | cut -f10-11)" >>"$RATEF"
-    read -r ach p50 p99 p999 st <<<"$(jget "$TMP/runs/rate-$r.log" achieved_rate lat_p50_us lat_p99_us lat_p999_us statuses)"
+    read -r ach p50 p99 p999 st <<<"$(jget "$TMP/runs/rate-$r.log" RESULT achieved_rate lat_p50_us lat_p99_us lat_p999_us statuses)"
     log "ack latency r$((r + 1)): $ach req/s, p50 $p50 us, p99 $p99 us, p99.9 $p999 us, statuses $st"
 done
 
@@ -833,7 +531,7 @@ if ((RATE_ROUNDS > 0)) && [[ -n $OHA_BIN ]]; then
     settle "$PAUSE"
     OHA_BODY=$TMP/oha.json
     cp "$PAYLOAD" "$OHA_BODY"
-    OHA_SIG=$(python3 -c 'import hmac,hashlib,sys; print(hmac.new(sys.argv[1].encode(), sys.argv[2].encode() + b"." + open(sys.argv[3],"rb").read(), hashlib.sha256).hexdigest())' "$STRIPE_SECRET" "$STRIPE_T" "$OHA_BODY")
+    OHA_SIG=$(stripe_sig "$OHA_BODY")
     n0=$(sink_requests "$SINK_PORT_0")
     snapshot a hookrouter
     times >"$TMP/times0"
@@ -842,9 +540,9 @@ if ((RATE_ROUNDS > 0)) && [[ -n $OHA_BIN ]]; then
         -z "${RATE_DURATION}s" -q "$RATE" --latency-correction -c "$RATE_CONNECTIONS" -m POST \
         -H 'Content-Type: application/json' -H "Stripe-Signature: t=$STRIPE_T,v1=$OHA_SIG" \
         -D "$OHA_BODY" "http://$HOST:$HOOKROUTER_PORT/hook-nodedup" >"$TMP/runs/oha.json" 2>"$TMP/runs/oha.err" &
-    LOAD_PID=$!
-    wait "$LOAD_PID" || rc=$?
-    LOAD_PID=""
+    LOAD_PIDS=($!)
+    wait "${LOAD_PIDS[0]}" || rc=$?
+    LOAD_PIDS=()
     times >"$TMP/times1"
     GEN_CPU_MS=$(times_ms)
     snapshot b hookrouter
@@ -901,59 +599,37 @@ for ((r = 0; r < FANOUT_ROUNDS; r++)); do
     taskset -c "$LOAD_CPU" python3 "$ASYNC_DIR/sample.py" "http://$HOST:$SINK_CONTROL_PORT" \
         "$SINK_PORT_1,$SINK_PORT_2,$SINK_PORT_3" "$lg" "$samples" "$DRAIN_MAX" \
         $((FANOUT_DURATION + DRAIN_MAX + 60)) "${admin_args[@]}" 2>"$TMP/sampler-$r.err" &
-    SAMPLER_PID=$!
+    WATCH_PID=$!
     snapshot a hookrouter
     run_loadgen "$LOAD_CPU" "$lg" --url "http://$HOST:$HOOKROUTER_PORT/fanout" \
         --rate "$FANOUT_RATE" --duration "$FANOUT_DURATION" --connections "$FANOUT_CONNECTIONS" \
         --scheme stripe --secret "$STRIPE_SECRET" --expect 202
     snapshot b hookrouter
-    wait "$SAMPLER_PID" || log "WARNING: the sampler failed: $(head -c 300 "$TMP/sampler-$r.err")"
-    SAMPLER_PID=""
+    wait "$WATCH_PID" || log "WARNING: the sampler failed: $(head -c 300 "$TMP/sampler-$r.err")"
+    WATCH_PID=""
     e2e=$(sink_json "?lat=1" | tr -d '\n')
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' $((r + 1)) "$(grep '^RESULT ' "$lg" | cut -c8-)" "$samples" \
         "$(snap_delta | cut -f1-2)" "$GEN_CPU_MS" "$(snap_delta | cut -f3-9)" "$(threads_delta)" "$e2e" \
         "$(snap_delta | cut -f10-11)" >>"$FAN"
     last=$(tail -1 "$samples")
-    log "fan-out r$((r + 1)): $(jget "$lg" ok) events accepted; last sample (t, done, sent, received a b c, …): $(echo "$last" | tr '\t' ' ')"
+    log "fan-out r$((r + 1)): $(jget "$lg" RESULT ok) events accepted; last sample (t, done, sent, received a b c, …): $(echo "$last" | tr '\t' ' ')"
 done
 sink_reset
 SINK0_EXPECT=0
 note_queue "after phase 3"
 
 # ------------------------------------------------------------------ report
-if [[ -z $HOOKROUTER_REV ]]; then
-    HOOKROUTER_REV=$(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-    git -C "$REPO_ROOT" diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || HOOKROUTER_REV="$HOOKROUTER_REV+dirty"
-    [[ -z $(git -C "$REPO_ROOT" ls-files --others --exclude-standard -- src 2>/dev/null) ]] || [[ $HOOKROUTER_REV == *+dirty ]] || HOOKROUTER_REV="$HOOKROUTER_REV+dirty"
-fi
+[[ -n $HOOKROUTER_REV ]] || HOOKROUTER_REV=$(hookrouter_rev --untracked)
 META=$TMP/meta.txt
 {
-    echo "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-    echo "cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
-    echo "ncpu=$NCPU"
-    echo "kernel=$(uname -r)"
-    echo "wrk=$(wrk -v 2>&1 | head -1 | awk '{ print $2 }')"
+    meta_machine
     echo "webhook=$("$WEBHOOK" -version | awk '{ print $3 }')"
     echo "oha=$([[ -n $OHA_BIN ]] && "$OHA_BIN" --version | awk '{ print $2 }')"
     echo "hookrouter=$HOOKROUTER_REV"
     echo "peers=${PEERS[*]}"
-    echo "rounds=$ROUNDS"
-    echo "duration=$DURATION"
-    echo "connections=$CONNECTIONS"
-    echo "rate=$RATE"
-    echo "rate_rounds=$RATE_ROUNDS"
-    echo "rate_duration=$RATE_DURATION"
-    echo "rate_connections=$RATE_CONNECTIONS"
-    echo "fanout_rate=$FANOUT_RATE"
-    echo "fanout_rounds=$FANOUT_ROUNDS"
-    echo "fanout_duration=$FANOUT_DURATION"
-    echo "fanout_connections=$FANOUT_CONNECTIONS"
-    echo "drain_target=$DRAIN_TARGET"
-    echo "drain_max=$DRAIN_MAX"
-    echo "load_cpu=$LOAD_CPU"
-    echo "server_cpu=$SERVER_CPU"
-    echo "clk_tck=$CLK_TCK"
-    echo "noise_max=$NOISE_MAX"
+    meta_vars ROUNDS DURATION CONNECTIONS RATE RATE_ROUNDS RATE_DURATION RATE_CONNECTIONS \
+        FANOUT_RATE FANOUT_ROUNDS FANOUT_DURATION FANOUT_CONNECTIONS DRAIN_TARGET DRAIN_MAX \
+        LOAD_CPU SERVER_CPU CLK_TCK NOISE_MAX
     echo "bg_load=$BG_LOAD0"
     echo "bg_server=$BG_SERVER0"
     echo "body_bytes=$(wc -c <"$PAYLOAD")"
@@ -961,16 +637,10 @@ META=$TMP/meta.txt
     echo "queue_dev=$MOUNT_SRC"
     echo "queue_mount_opts=$MOUNT_OPTS"
     echo "disk=${DISK:-unknown}"
-    echo "rotational=$ROTATIONAL"
-    echo "write_cache=$WRITE_CACHE"
-    echo "fsync=$FSYNC"
-    echo "queue_sizes=$QUEUE_SIZES"
-    echo "fresh_queue=$FRESH_QUEUE"
-    echo "admin_api=$ADMIN_API"
+    meta_vars ROTATIONAL WRITE_CACHE FSYNC QUEUE_SIZES FRESH_QUEUE ADMIN_API
     wait_delivered
     echo "stuck=$STUCK"
-    echo "selftest_rate=$SELFTEST_RATE"
-    echo "selftest_duration=$SELFTEST_DURATION"
+    meta_vars SELFTEST_RATE SELFTEST_DURATION
     echo "selftest_achieved=$ST_ACH"
     echo "selftest_ok=$ST_OK"
     echo "selftest_done=$ST_DONE"
@@ -981,16 +651,5 @@ META=$TMP/meta.txt
     for p in "${PEERS[@]}"; do echo "preflight_$p=${PREFLIGHT_NOTE[$p]:-}"; done
 } >"$META"
 
-status=0
-python3 "$ASYNC_DIR/report.py" "$META" "$TPUT" "$RATEF" "$FAN" >"$TMP/report.md" || status=$?
-cat "$TMP/report.md"
-if [[ -n $OUT ]]; then
-    cp "$TMP/report.md" "$OUT"
-    log "report written to $OUT"
-fi
-case $status in
-0) ;;
-2) log "some runs were INVALID (errors, events not delivered, or other processes on the cores): see the report" ;;
-*) die "report.py failed ($status)" ;;
-esac
-exit "$status"
+finish "$ASYNC_DIR/report.py" "errors, events not delivered, or other processes on the cores" \
+    "$META" "$TPUT" "$RATEF" "$FAN"

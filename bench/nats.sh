@@ -34,7 +34,9 @@
 set -Eeuo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO_ROOT=$(cd "$BENCH_DIR/.." && pwd)
+LOG_TAG=nats
+# shellcheck source=bench/lib.sh
+source "$BENCH_DIR/lib.sh" # sets REPO_ROOT
 ASYNC_DIR=$BENCH_DIR/async
 NATS_DIR=$BENCH_DIR/nats
 
@@ -97,20 +99,11 @@ STREAM=HOOKROUTER
 STRIPE_T=$(date +%s) # one Stripe timestamp per session; every body is signed on its own
 HOST=127.0.0.1
 
-# ------------------------------------------------------------------- helpers
-log() { printf '[nats %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() {
-    log "ERROR: $*"
-    exit 1
-}
-is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
-
-for v in ROUNDS DURATION CONNECTIONS WARMUP E2E_ROUNDS E2E_DURATION E2E_SHARE E2E_CONNECTIONS \
+# ------------------------------------------------------------------- checks
+check_uints ROUNDS DURATION CONNECTIONS WARMUP E2E_ROUNDS E2E_DURATION E2E_SHARE E2E_CONNECTIONS \
     DRAIN_MAX SETTLE_MAX IDLE_TARGETS SELFTEST_RATE SELFTEST_DURATION PAUSE NOISE_MAX IDLE_BUDGET \
     LOAD_CPU SERVER_CPU HR_PORT_0 HR_PORT_1 HR_ADMIN_PORT_0 HR_ADMIN_PORT_1 NATS_PORT NATS_MON_PORT \
-    SINK_CONTROL_PORT SINK_PORT_0 SINK_PORT_1 SINK_PORT_2 SINK_PORT_3; do
-    is_uint "${!v}" || die "$v must be a non-negative integer (got '${!v}')"
-done
+    SINK_CONTROL_PORT SINK_PORT_0 SINK_PORT_1 SINK_PORT_2 SINK_PORT_3
 ((ROUNDS >= 1 && DURATION >= 1 && CONNECTIONS >= 2)) || die "ROUNDS, DURATION must be >= 1, CONNECTIONS >= 2"
 ((CONNECTIONS % 2 == 0)) || die "CONNECTIONS must be even (two wrk processes, half each)"
 ((E2E_ROUNDS == 0 || (E2E_DURATION >= 1 && E2E_CONNECTIONS >= 2))) || die "bad E2E_* settings"
@@ -120,14 +113,8 @@ done
 [[ $ACK_WAIT =~ ^[0-9]+(ms|s|m)$ ]] || die "ACK_WAIT is a duration like 30s"
 ((NATS_PORT != 4222)) || die "NATS_PORT 4222 is the machine's own NATS: pick another"
 
-read -r -a CFGS <<<"$CONFIGS"
-((${#CFGS[@]} >= 1)) || die "CONFIGS lists no configuration"
-declare -A SEEN=()
-for c in "${CFGS[@]}"; do
-    case $c in embedded | nats-1 | nats-2) ;; *) die "CONFIGS: unknown '$c' (embedded, nats-1, nats-2)" ;; esac
-    [[ -z ${SEEN[$c]:-} ]] || die "CONFIGS: '$c' listed twice"
-    SEEN[$c]=1
-done
+CFGS=()
+parse_list CFGS CONFIGS configuration unknown "embedded, nats-1, nats-2" embedded nats-1 nats-2
 read -r -a E2E_SET <<<"$E2E_TARGETS"
 for t in "${E2E_SET[@]}"; do
     [[ $t == 1 || $t == 3 ]] || die "E2E_TARGETS lists 1 and/or 3 (got '$t')"
@@ -139,294 +126,44 @@ instances_of() { case $1 in nats-2) echo 2 ;; *) echo 1 ;; esac; }
 # ------------------------------------------------------------------- tools
 install_tools() {
     local need=()
-    command -v wrk >/dev/null 2>&1 || need+=(wrk)
     if uses_nats && [[ ! -x $NATS_SERVER ]]; then
         [[ $NATS_SERVER == /usr/sbin/nats-server ]] || die "no nats-server at $NATS_SERVER"
         need+=(nats-server)
     fi
-    command -v curl >/dev/null 2>&1 || need+=(curl)
-    command -v taskset >/dev/null 2>&1 || need+=(util-linux)
-    command -v findmnt >/dev/null 2>&1 || need+=(util-linux)
-    command -v python3 >/dev/null 2>&1 || need+=(python3)
-    command -v getconf >/dev/null 2>&1 || need+=(libc-bin)
-    if ((${#need[@]})); then
-        [[ $(id -u) == 0 ]] || die "missing ${need[*]} and not root: install them or rerun as root"
-        log "installing ${need[*]} from Debian"
-        export DEBIAN_FRONTEND=noninteractive
-        apt-get update
-        apt-get install -y "${need[@]}"
-    fi
+    install_missing --findmnt "${need[@]}"
     ! uses_nats || [[ -x $NATS_SERVER ]] || die "nats-server not found after install"
     command -v cargo >/dev/null 2>&1 || die "cargo is needed to build hookrouter and bench/async's helpers"
 }
 
 [[ $(id -u) == 0 ]] || die "run as root (tools may need apt-get)"
 install_tools
-
-NCPU=$(nproc --all)
-((LOAD_CPU < NCPU && SERVER_CPU < NCPU)) || die "need CPUs $LOAD_CPU and $SERVER_CPU; this machine has $NCPU"
-taskset -c "$LOAD_CPU,$SERVER_CPU" true || die "cannot pin to CPUs $LOAD_CPU,$SERVER_CPU (cgroup cpuset?)"
-CLK_TCK=$(getconf CLK_TCK)
+check_cpus
 
 # -------------------------------------------------------------------- builds
 # The same builds as bench/async.sh: hookrouter at the repo root, the helpers in bench/async.
-if ((SKIP_BUILD)); then
-    log "SKIP_BUILD=1: using $HOOKROUTER_BIN and $TOOLS as they are"
-else
-    log "building hookrouter (cargo build --release) in $REPO_ROOT"
-    (cd "$REPO_ROOT" && cargo build --release) || die "cargo build --release failed"
-    log "building the helpers (cargo build --release) in $ASYNC_DIR"
-    cargo build --release --manifest-path "$ASYNC_DIR/Cargo.toml" || die "building bench/async failed"
-fi
-[[ -x $HOOKROUTER_BIN ]] || die "no hookrouter binary at $HOOKROUTER_BIN"
-[[ -x $TOOLS/loadgen && -x $TOOLS/sink ]] || die "no loadgen/sink in $TOOLS (build bench/async)"
+build_release --helpers
 
 # -------------------------------------------------------- processes, cleanup
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/hookrouter-nats.XXXXXX")
-DATA_PARENT=""
-PIDS=() # every server we started, stopped in reverse order on exit
-PID_sink=""
-LOAD_PIDS=() WATCH_PID=""
-
-# shellcheck disable=SC2317 # invoked by the EXIT trap
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    local i pid
-    for pid in "${LOAD_PIDS[@]}" $WATCH_PID; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
-        kill -TERM "${PIDS[i]}" 2>/dev/null || true
-    done
-    for _ in $(seq 100); do
-        local alive=0
-        for pid in "${PIDS[@]}"; do
-            kill -0 "$pid" 2>/dev/null && alive=1
-        done
-        ((alive)) || break
-        sleep 0.1
-    done
-    for pid in "${PIDS[@]}"; do
-        kill -KILL "$pid" 2>/dev/null || true
-    done
-    wait 2>/dev/null || true
-    if ((KEEP_TMP)); then
-        log "kept $TMP${DATA_PARENT:+ and $DATA_PARENT}"
-    else
-        rm -rf "$TMP"
-        [[ -z $DATA_PARENT ]] || rm -rf "$DATA_PARENT"
-    fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'log "interrupted"; exit 130' INT
-trap 'log "terminated"; exit 143' TERM
-
-port_free() { ! (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
-for port in "$HR_PORT_0" "$HR_PORT_1" "$HR_ADMIN_PORT_0" "$HR_ADMIN_PORT_1" "$NATS_PORT" \
-    "$NATS_MON_PORT" "$SINK_CONTROL_PORT" "$SINK_PORT_0" "$SINK_PORT_1" "$SINK_PORT_2" "$SINK_PORT_3"; do
-    port_free "$port" || die "port $port on $HOST is already in use"
-done
+start_session hookrouter-nats
+check_ports_free "$HR_PORT_0" "$HR_PORT_1" "$HR_ADMIN_PORT_0" "$HR_ADMIN_PORT_1" "$NATS_PORT" \
+    "$NATS_MON_PORT" "$SINK_CONTROL_PORT" "$SINK_PORT_0" "$SINK_PORT_1" "$SINK_PORT_2" "$SINK_PORT_3"
 
 # ---------------------------------------- queues and NATS stores: a real disk
-mkdir -p "$DATA_DIR"
-FSTYPE=$(stat -f -c %T "$DATA_DIR")
-case $FSTYPE in tmpfs | ramfs) die "DATA_DIR $DATA_DIR is $FSTYPE: set DATA_DIR to a folder on a real disk" ;; esac
-DATA_PARENT=$(mktemp -d "$DATA_DIR/hookrouter-nats-data.XXXXXX")
-MOUNT_SRC=$(findmnt -n -o SOURCE --target "$DATA_PARENT" | head -1)
-MOUNT_FS=$(findmnt -n -o FSTYPE --target "$DATA_PARENT" | head -1)
-[[ $MOUNT_FS != tmpfs && $MOUNT_FS != ramfs ]] || die "$DATA_PARENT is on $MOUNT_FS"
-DISK=""
-if [[ $MOUNT_SRC == /dev/* ]]; then
-    d=$(basename "$(readlink -f "$MOUNT_SRC")")
-    if [[ -e /sys/class/block/$d/partition ]]; then
-        d=$(basename "$(dirname "$(readlink -f "/sys/class/block/$d")")")
-    fi
-    grep -qw "$d" /proc/diskstats && DISK=$d
-fi
-ROTATIONAL="?" WRITE_CACHE="?"
-if [[ -n $DISK ]]; then
-    ROTATIONAL=$(cat "/sys/block/$DISK/queue/rotational" 2>/dev/null || echo "?")
-    WRITE_CACHE=$(cat "/sys/block/$DISK/queue/write_cache" 2>/dev/null || echo "?")
-fi
+data_disk hookrouter-nats-data
 log "queues and NATS stores under $DATA_PARENT ($MOUNT_SRC, $MOUNT_FS, disk ${DISK:-unknown}, cache=$WRITE_CACHE)"
-
-disk_stat() { # -> "writes sectors_written flushes"
-    if [[ -z $DISK ]]; then
-        echo "0 0 0"
-        return
-    fi
-    awk -v d="$DISK" '$3 == d { print $8, $10, ($19 == "" ? 0 : $19) }' /proc/diskstats
-}
-
-fsync_probe() { # the disk's cost of a 4 KiB write + fdatasync: "samples p50_ms p99_ms"
-    python3 - "$DATA_PARENT/fsync-probe" <<'EOF'
-import os, sys, time
-path = sys.argv[1]
-fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
-ts = []
-deadline = time.monotonic() + 10
-for i in range(200):
-    os.pwrite(fd, b"x" * 4096, (i % 64) * 4096)
-    t = time.perf_counter()
-    os.fdatasync(fd)
-    ts.append(time.perf_counter() - t)
-    if time.monotonic() > deadline:
-        break
-os.close(fd)
-os.unlink(path)
-ts.sort()
-n = len(ts)
-print(f"{n} {ts[n // 2] * 1e3:.2f} {ts[min(n - 1, int(n * 0.99))] * 1e3:.2f}")
-EOF
-}
-
-start_bg() { # start_bg NAME CPU CMD... : start CMD pinned to CPU, pid in PID_<NAME>
-    local name=$1 cpu=$2
-    shift 2
-    taskset -c "$cpu" "$@" >"$TMP/$name.out" 2>&1 &
-    local pid=$!
-    PIDS+=("$pid")
-    printf -v "PID_$name" '%s' "$pid"
-}
-
-forget_pid() { # forget_pid PID: no longer ours to stop on exit
-    local i
-    for i in "${!PIDS[@]}"; do
-        [[ ${PIDS[i]} != "$1" ]] || unset 'PIDS[i]'
-    done
-    PIDS=("${PIDS[@]}")
-}
-
-stop_pid() { # stop_pid PID: SIGTERM, up to 30 s, then SIGKILL
-    local pid=$1
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 300); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        log "WARNING: process $pid did not stop within 30 s of SIGTERM; killing it"
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || true
-    forget_pid "$pid"
-}
-
-wait_http() { # wait_http NAME PID URL : until URL answers 200 (30 s at most)
-    local name=$1 pid=$2 url=$3
-    for _ in $(seq 300); do
-        kill -0 "$pid" 2>/dev/null || {
-            sed 's/^/    /' "$TMP/$name.out" >&2 || true
-            die "$name exited during start-up (output above)"
-        }
-        curl -sf --max-time 1 -o /dev/null "$url" && return 0
-        sleep 0.1
-    done
-    sed 's/^/    /' "$TMP/$name.out" >&2 || true
-    die "$name did not answer $url within 30 s"
-}
-
-proc_ticks() { # utime+stime (clock ticks) summed over PIDs (none: 0)
-    local pid s total=0
-    local -a f
-    for pid in "$@"; do
-        s=$(cat "/proc/$pid/stat") || die "process $pid is gone"
-        s=${s##*) }
-        read -r -a f <<<"$s"
-        total=$((total + f[11] + f[12]))
-    done
-    echo "$total"
-}
-
-cpu_stat() { # cpu_stat N -> "busy total tasks" jiffies of core N (tasks: user+nice+system)
-    awk -v cpu="cpu$1" '$1 == cpu {
-        total = $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9
-        print total - $5 - $6, total, $2 + $3 + $4
-    }' /proc/stat
-}
-
-sink_json() { curl -sf --max-time 2 "http://$HOST:$SINK_CONTROL_PORT/stats$1"; }
-sink_unique() { # sink_unique PORT -> distinct event ids received on that port
-    sink_json "" | python3 -c 'import json,sys; p=int(sys.argv[1]); print(next(t["unique"] for t in json.load(sys.stdin)["targets"] if t["port"]==p))' "$1"
-}
-sink_reset() { curl -sf --max-time 2 -X POST -o /dev/null "http://$HOST:$SINK_CONTROL_PORT/reset"; }
-
-TAGN=0 TAG=""
-next_tag() { # next_tag w|l -> TAG: 3 characters, unique in this session (not in $(...))
-    local a=0123456789abcdefghijklmnopqrstuvwxyz
-    TAGN=$((TAGN + 1))
-    ((TAGN < 1296)) || die "too many runs in one session"
-    TAG="$1${a:TAGN / 36:1}${a:TAGN % 36:1}"
-}
-
-jget() { # jget FILE PREFIX KEY... -> values from the last "PREFIX {json}" line of FILE
-    python3 - "$@" <<'EOF'
-import json, sys
-path, prefix, keys = sys.argv[1], sys.argv[2] + " ", sys.argv[3:]
-r = None
-for line in open(path, encoding="utf-8"):
-    if line.startswith(prefix):
-        r = json.loads(line[len(prefix):])
-if r is None:
-    sys.exit(f"no {prefix.strip()} line in {path}")
-out = []
-for k in keys:
-    v = r.get(k, "")
-    out.append(json.dumps(v, separators=(",", ":")) if isinstance(v, (dict, list)) else str(v))
-print(" ".join(out))
-EOF
-}
 
 # ------------------------------------------------------------------- the sink
 mkdir -p "$TMP/runs"
-start_bg sink "$LOAD_CPU" "$TOOLS/sink" --control "$HOST:$SINK_CONTROL_PORT" \
-    --listen "$HOST:$SINK_PORT_0" --listen "$HOST:$SINK_PORT_1" \
-    --listen "$HOST:$SINK_PORT_2" --listen "$HOST:$SINK_PORT_3"
-wait_http sink "$PID_sink" "http://$HOST:$SINK_CONTROL_PORT/stats"
-log "sink (targets) ready on $HOST:$SINK_PORT_0..$SINK_PORT_3 (core $LOAD_CPU)"
+start_sink
 
 # ------------------------------------------------------- idle check, settling
-BG_LOAD=0 BG_SERVER=0
-sample_bg() { # sample_bg SECONDS -> BG_LOAD, BG_SERVER (% of each core used by tasks)
-    local -a a0 b0 a1 b1
-    read -r -a a0 <<<"$(cpu_stat "$LOAD_CPU")"
-    read -r -a b0 <<<"$(cpu_stat "$SERVER_CPU")"
-    sleep "$1"
-    read -r -a a1 <<<"$(cpu_stat "$LOAD_CPU")"
-    read -r -a b1 <<<"$(cpu_stat "$SERVER_CPU")"
-    BG_LOAD=$(((a1[2] - a0[2]) * 100 / (a1[1] - a0[1] > 0 ? a1[1] - a0[1] : 1)))
-    BG_SERVER=$(((b1[2] - b0[2]) * 100 / (b1[1] - b0[1] > 0 ? b1[1] - b0[1] : 1)))
-}
 settle() { # settle SECONDS: idle CPUs before a run (bounded by IDLE_BUDGET over the session)
-    local said=0 secs=$1
+    local secs=$1
     [[ $secs != 0 ]] || secs=0.5
-    sample_bg "$secs"
-    while ((BG_LOAD > NOISE_MAX || BG_SERVER > NOISE_MAX)); do
-        if ((IDLE_BUDGET <= 0)); then
-            ((said)) && log "WARNING: still busy (core $LOAD_CPU ${BG_LOAD} %, core $SERVER_CPU ${BG_SERVER} %); going on"
-            return 0
-        fi
-        ((said)) || log "other processes are using the CPUs (core $LOAD_CPU ${BG_LOAD} %, core $SERVER_CPU ${BG_SERVER} %): waiting (budget ${IDLE_BUDGET} s)"
-        said=1
-        sample_bg 1
-        IDLE_BUDGET=$((IDLE_BUDGET - 1))
-    done
+    wait_idle "$secs"
 }
 
 # ------------------------------------------- load generators (CPU via `times`)
-times_ms() { # CPU of this shell's reaped children between two `times` dumps, in ms
-    awk 'FNR == 2 {
-        t = 0
-        for (i = 1; i <= 2; i++) { split($i, a, "m"); sub("s", "", a[2]); t += a[1] * 60 + a[2] }
-        if (FILENAME ~ /times0$/) t = -t
-        sum += t
-    } END { printf "%d\n", sum * 1000 }' "$TMP/times0" "$TMP/times1"
-}
-wrk_field() { grep '^BENCH ' "$1" | head -1 | tr ' ' '\n' | awk -F= -v k="$2" '$1 == k { print $2 }'; }
-
-GEN_CPU_MS=0
 # run_wrk_pair DURATION LOGPREFIX PATH: two wrk processes at once, CONNECTIONS/2 each, the
 # first to instance 0 and the second to instance 1 when there are two (else both to 0).
 # Logs LOGPREFIX-a.log and LOGPREFIX-b.log; GEN_CPU_MS is both wrk's CPU.
@@ -461,21 +198,6 @@ run_wrk_pair() {
     done
 }
 
-run_loadgen() { # run_loadgen CPU LOGFILE ARGS... (foreground, bounded)
-    local cpu=$1 logf=$2 rc=0
-    shift 2
-    next_tag l
-    taskset -c "$cpu" timeout -k 5 300 "$TOOLS/loadgen" --payload "$PAYLOAD" --stripe-t "$STRIPE_T" \
-        --tag "$TAG" "$@" >"$logf" 2>&1 &
-    LOAD_PIDS=($!)
-    wait "${LOAD_PIDS[0]}" || rc=$?
-    LOAD_PIDS=()
-    if ((rc != 0)) || ! grep -q '^RESULT ' "$logf"; then
-        cat "$logf" >&2
-        die "loadgen failed (exit $rc)"
-    fi
-}
-
 # -------------------------------------------------------- the sink's self-test
 FSYNC=$(fsync_probe)
 log "fdatasync of 4 KiB on the data disk: $FSYNC (samples, p50 ms, p99 ms)"
@@ -502,14 +224,7 @@ RUN_N=0 RUN_DIR=""
 PID_nats="" CUR_CFG=""
 INST_PORTS=() INST_ADMIN=() INST_PIDS=()
 render() { # render TEMPLATE DEST QUEUE_FLOW
-    sed -e "s/@ADMIN_TOKEN@/$ADMIN_TOKEN/g" \
-        -e "s#@QUEUE@#$3#g" \
-        -e "s/@SINK_PORT_0@/$SINK_PORT_0/g" \
-        -e "s/@SINK_PORT_1@/$SINK_PORT_1/g" \
-        -e "s/@SINK_PORT_2@/$SINK_PORT_2/g" \
-        -e "s/@SINK_PORT_3@/$SINK_PORT_3/g" \
-        -e "s/@STRIPE_SECRET@/$STRIPE_SECRET/g" \
-        "$1" >"$2"
+    fill_template "$1" "$2" ADMIN_TOKEN "QUEUE=$3" SINK_PORT_0 SINK_PORT_1 SINK_PORT_2 SINK_PORT_3 STRIPE_SECRET
     if ((IDLE_TARGETS > 0)); then
         local i lines=""
         for ((i = 1; i <= IDLE_TARGETS; i++)); do
@@ -532,8 +247,8 @@ up() {
         queue="{ embedded: { path: \"$RUN_DIR/queue\" } }"
         PID_nats=""
     else
-        sed -e "s/@NATS_PORT@/$NATS_PORT/g" -e "s/@NATS_MON_PORT@/$NATS_MON_PORT/g" \
-            -e "s#@NATS_STORE@#$RUN_DIR/nats#g" "$NATS_DIR/nats-server.conf" >"$TMP/nats-server.conf"
+        fill_template "$NATS_DIR/nats-server.conf" "$TMP/nats-server.conf" NATS_PORT NATS_MON_PORT \
+            "NATS_STORE=$RUN_DIR/nats"
         # GOMAXPROCS=1: one core for it, like hookrouter's one runtime thread (Go would take
         # it from the affinity mask anyway)
         start_bg nats "$SERVER_CPU" env GOMAXPROCS=1 "$NATS_SERVER" -c "$TMP/nats-server.conf"
@@ -635,13 +350,7 @@ base_and_reset() {
 
 # Once per session: deduplication across instances, and the instances registry.
 DUP_NOTE="not checked" INSTANCES_NOTE="not checked"
-DUP_BODY=$TMP/dup.json
-sed 's/"id": "evt_[^"]*"/"id": "evt_dupcheck00000000000000000"/' "$PAYLOAD" >"$DUP_BODY"
-DUP_SIG=$(python3 -c 'import hmac,hashlib,sys; print(hmac.new(sys.argv[1].encode(), sys.argv[2].encode() + b"." + open(sys.argv[3],"rb").read(), hashlib.sha256).hexdigest())' "$STRIPE_SECRET" "$STRIPE_T" "$DUP_BODY")
-dup_post() { # dup_post PORT -> status
-    curl -s -o /dev/null -w '%{http_code}' --max-time 5 -X POST -H 'Content-Type: application/json' \
-        -H "Stripe-Signature: t=$STRIPE_T,v1=$DUP_SIG" --data-binary "@$DUP_BODY" "http://$HOST:$1/hook" || true
-}
+dup_event
 session_checks() { # with the current config up (on /hook)
     local a b last
     [[ $CUR_CFG == nats-2 && $DUP_NOTE == "not checked" ]] || return 0
@@ -712,12 +421,6 @@ varz_delta() { # varz_delta A B -> "in_msgs,out_msgs,in_bytes,out_bytes,sub_inse
     echo "$out"
 }
 
-rotated() { # rotated ROUND -> the configurations in this round's order
-    local r=$1 i n=${#CFGS[@]} out=()
-    for ((i = 0; i < n; i++)); do out+=("${CFGS[(i + r) % n]}"); done
-    echo "${out[@]}"
-}
-
 # ------------------------------------------------------------------ measuring
 P1=$TMP/p1.tsv
 printf 'round\tslot\tconfig\tinstances\treq_a\tdur_a_us\treq_b\tdur_b_us\terrors_a\terrors_b\tnon2xx\tlat_p50_us\tlat_p99_us\taccepted\tstored\toutcomes\tdelivered_in_run\tdrain_ms\tbacklog_at_end\tdelivered\tdelivery_requests\tconsumers\twarm_ok\tgen_cpu_ms\t%s\tlc_routers_ticks\tlc_nats_ticks\tlc_routers_each\tnats_varz\n' "$WINDOW_HEAD" >"$P1"
@@ -740,7 +443,7 @@ err_sum() { # err_sum WRKLOG -> connect+read+write+timeout errors
 
 # -------------------------------------------------------- phase 1: ingest
 for ((r = 0; r < ROUNDS; r++)); do
-    read -r -a order <<<"$(rotated "$r")"
+    read -r -a order <<<"$(rotated "$r" "${CFGS[@]}")"
     for ((s = 0; s < n_cfg; s++)); do
         cfg=${order[s]}
         up "$cfg" "$NATS_DIR/hookrouter-1.yaml"
@@ -803,7 +506,7 @@ for tg in "${E2E_SET[@]}"; do
         tmpl=$NATS_DIR/hookrouter-3.yaml path=/fanout ports=$SINK_PORT_1,$SINK_PORT_2,$SINK_PORT_3
     fi
     for ((r = 0; r < E2E_ROUNDS; r++)); do
-        read -r -a order <<<"$(rotated "$r")"
+        read -r -a order <<<"$(rotated "$r" "${CFGS[@]}")"
         for ((s = 0; s < n_cfg; s++)); do
             cfg=${order[s]}
             up "$cfg" "$tmpl"
@@ -818,7 +521,7 @@ for tg in "${E2E_SET[@]}"; do
             : >"$lg"
             mapfile -t common < <(watch_args)
             snapshot a
-            times >"$TMP/times0"
+            times >"$TMP/e2e-times0" # the CPU of the watcher and the loadgen
             taskset -c "$LOAD_CPU" timeout -k 5 $((E2E_DURATION + DRAIN_MAX + 400)) python3 "$WATCH" "${common[@]}" \
                 --ports "$ports" --out "$wout.tsv" --drain-max "$DRAIN_MAX" --hard $((E2E_DURATION + DRAIN_MAX + 300)) \
                 --load-out "$lg" >"$wout" 2>"$wout.err" &
@@ -829,8 +532,8 @@ for tg in "${E2E_SET[@]}"; do
             n1=$(sink_json "" | python3 -c 'import json,sys; ps={int(p) for p in sys.argv[1].split(",")}; print(sum(t["unique"] for t in json.load(sys.stdin)["targets"] if t["port"] in ps))' "$ports")
             wait "$WATCH_PID" || true
             WATCH_PID=""
-            times >"$TMP/times1"
-            GEN_CPU_MS=$(times_ms)
+            times >"$TMP/e2e-times1"
+            GEN_CPU_MS=$(times_ms e2e-)
             grep -q '^WATCH ' "$wout" || die "the backlog watcher failed: $(head -c 500 "$wout.err")"
             snapshot c
             out1=$(outcomes)
@@ -851,49 +554,24 @@ for tg in "${E2E_SET[@]}"; do
 done
 
 # ------------------------------------------------------------------ report
-if [[ -z $HOOKROUTER_REV ]]; then
-    HOOKROUTER_REV=$(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-    if ! git -C "$REPO_ROOT" diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null ||
-        [[ -n $(git -C "$REPO_ROOT" ls-files --others --exclude-standard -- src 2>/dev/null) ]]; then
-        HOOKROUTER_REV="$HOOKROUTER_REV+dirty"
-    fi
-fi
+[[ -n $HOOKROUTER_REV ]] || HOOKROUTER_REV=$(hookrouter_rev --untracked)
 META=$TMP/meta.txt
 {
-    echo "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-    echo "cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
-    echo "ncpu=$NCPU"
-    echo "kernel=$(uname -r)"
-    echo "wrk=$(wrk -v 2>&1 | head -1 | awk '{ print $2 }')"
+    meta_machine
     echo "nats_server=${NATS_VERSION:-n/a}"
     echo "hookrouter=$HOOKROUTER_REV"
     echo "configs=${CFGS[*]}"
-    echo "rounds=$ROUNDS"
-    echo "duration=$DURATION"
-    echo "connections=$CONNECTIONS"
-    echo "warmup=$WARMUP"
-    echo "e2e_rounds=$E2E_ROUNDS"
-    echo "e2e_duration=$E2E_DURATION"
-    echo "e2e_rate=$E2E_RATE"
-    echo "e2e_share=$E2E_SHARE"
+    meta_vars ROUNDS DURATION CONNECTIONS WARMUP E2E_ROUNDS E2E_DURATION E2E_RATE E2E_SHARE
     echo "e2e_rate_auto=$E2E_RATE_AUTO"
     echo "e2e_connections=$E2E_CONNECTIONS"
     echo "e2e_targets=${E2E_SET[*]}"
-    echo "drain_max=$DRAIN_MAX"
-    echo "ack_wait=$ACK_WAIT"
-    echo "idle_targets=$IDLE_TARGETS"
-    echo "load_cpu=$LOAD_CPU"
-    echo "server_cpu=$SERVER_CPU"
-    echo "clk_tck=$CLK_TCK"
-    echo "noise_max=$NOISE_MAX"
+    meta_vars DRAIN_MAX ACK_WAIT IDLE_TARGETS LOAD_CPU SERVER_CPU CLK_TCK NOISE_MAX
     echo "bg_load=$BG_LOAD0"
     echo "bg_server=$BG_SERVER0"
     echo "body_bytes=$(wc -c <"$PAYLOAD")"
     echo "data_fs=$MOUNT_FS"
     echo "data_dev=$MOUNT_SRC"
-    echo "write_cache=$WRITE_CACHE"
-    echo "rotational=$ROTATIONAL"
-    echo "fsync=$FSYNC"
+    meta_vars WRITE_CACHE ROTATIONAL FSYNC
     echo "selftest=$SELFTEST_RATE $SELFTEST_DURATION $ST_ACH $ST_OK $ST_DONE $ST_P99"
     echo "preflight=$PREFLIGHT_NOTE"
     echo "dup=$DUP_NOTE"
@@ -901,16 +579,5 @@ META=$TMP/meta.txt
     echo "smoke=$SMOKE"
 } >"$META"
 
-status=0
-python3 "$NATS_DIR/report.py" "$META" "$P1" "$P2" >"$TMP/report.md" || status=$?
-cat "$TMP/report.md"
-if [[ -n $OUT ]]; then
-    cp "$TMP/report.md" "$OUT"
-    log "report written to $OUT"
-fi
-case $status in
-0) ;;
-2) log "some runs were INVALID (errors, non-202 answers, events not delivered, or other processes on the cores): see the report" ;;
-*) die "report.py failed ($status)" ;;
-esac
-exit "$status"
+finish "$NATS_DIR/report.py" "errors, non-202 answers, events not delivered, or other processes on the cores" \
+    "$META" "$P1" "$P2"

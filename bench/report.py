@@ -9,8 +9,11 @@ Invalid runs are shown but left out of the medians.
 """
 
 import csv
-import statistics
 import sys
+
+# The helpers shared with the other reports: report_common.py (no __pycache__ left in bench/).
+sys.dont_write_bytecode = True
+from report_common import fmt, median, read_meta  # noqa: E402
 
 NAMES = {
     "hookrouter": "hookrouter (sync)",
@@ -20,15 +23,6 @@ NAMES = {
 SATURATED = 95.0  # % busy of the proxy core below which a throughput run was load-limited
 TARGETS = {"nginx": 1.15, "haproxy": 1.0}  # hookrouter req/s >= x * other
 RATE_TOLERANCE = 0.95  # a fixed-rate run must achieve >= 95 % of RATE
-
-
-def read_meta(path):
-    meta = {}
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            key, _, value = line.rstrip("\n").partition("=")
-            meta[key] = value
-    return meta
 
 
 def read_runs(path, meta):
@@ -77,15 +71,6 @@ def read_runs(path, meta):
             r["invalid"] = "; ".join(why)
             runs.append(r)
     return runs
-
-
-def median(values):
-    values = list(values)
-    return statistics.median(values) if values else None
-
-
-def fmt(value, spec, suffix="", none="n/a"):
-    return none if value is None else format(value, spec) + suffix
 
 
 def main():

@@ -22,7 +22,9 @@
 set -Eeuo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO_ROOT=$(cd "$BENCH_DIR/.." && pwd)
+LOG_TAG=bench
+# shellcheck source=bench/lib.sh
+source "$BENCH_DIR/lib.sh" # sets REPO_ROOT
 
 # ---------------------------------------------------------------- parameters
 ONLY=${ONLY:-"hookrouter nginx haproxy"}
@@ -39,6 +41,7 @@ NOISE_MAX=${NOISE_MAX:-10}          # % of a core used by other processes -> run
 IDLE_BUDGET=${IDLE_BUDGET:-120}     # max seconds in all to wait for other load to go away
 LOAD_CPU=${LOAD_CPU:-0}             # wrk + upstream
 PROXY_CPU=${PROXY_CPU:-1}           # the proxy under test
+SERVER_CPU=$PROXY_CPU               # the same core, by the name bench/lib.sh uses
 SKIP_BUILD=${SKIP_BUILD:-0}         # 1: use the existing release binary
 HOOKROUTER_BIN=${HOOKROUTER_BIN:-$REPO_ROOT/target/release/hookrouter}
 OUT=${OUT:-}                        # also write the Markdown report here
@@ -58,38 +61,22 @@ LUA=$BENCH_DIR/post.lua
 # is 1 h for that reason. post.lua sends it from the environment.
 STRIPE_SECRET=whsec_bench_secret
 STRIPE_T=$(date +%s)
-STRIPE_V1=$(python3 -c 'import hmac,hashlib,sys; print(hmac.new(sys.argv[1].encode(), sys.argv[2].encode() + b"." + open(sys.argv[3],"rb").read(), hashlib.sha256).hexdigest())' "$STRIPE_SECRET" "$STRIPE_T" "$PAYLOAD")
+STRIPE_V1=$(stripe_sig "$PAYLOAD")
 export BENCH_STRIPE_SIGNATURE="t=$STRIPE_T,v1=$STRIPE_V1"
 HOST=127.0.0.1
 
-# ------------------------------------------------------------------- helpers
-log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() {
-    log "ERROR: $*"
-    exit 1
-}
-
-is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
-
-for v in ROUNDS DURATION CONNECTIONS RATE RATE_ROUNDS RATE_DURATION \
+# ------------------------------------------------------------------- checks
+check_uints ROUNDS DURATION CONNECTIONS RATE RATE_ROUNDS RATE_DURATION \
     RATE_CONNECTIONS WARMUP PAUSE NOISE_MAX IDLE_BUDGET LOAD_CPU PROXY_CPU UPSTREAM_PORT \
     UPSTREAM_STATUS_PORT HOOKROUTER_PORT NGINX_PORT HAPROXY_PORT \
-    HOOKROUTER_ADMIN_PORT; do
-    is_uint "${!v}" || die "$v must be a non-negative integer (got '${!v}')"
-done
+    HOOKROUTER_ADMIN_PORT
 ((ROUNDS >= 1 && DURATION >= 1 && CONNECTIONS >= 1)) || die "ROUNDS, DURATION and CONNECTIONS must be >= 1"
 ((RATE_ROUNDS == 0 || (RATE >= 1 && RATE_DURATION >= 1 && RATE_CONNECTIONS >= 1))) ||
     die "RATE, RATE_DURATION and RATE_CONNECTIONS must be >= 1 (or RATE_ROUNDS=0)"
 ((LOAD_CPU != PROXY_CPU)) || die "LOAD_CPU and PROXY_CPU must differ"
 
-read -r -a PROXIES <<<"$ONLY"
-((${#PROXIES[@]} >= 1)) || die "ONLY lists no proxy"
-declare -A SEEN=()
-for p in "${PROXIES[@]}"; do
-    case $p in hookrouter | nginx | haproxy) ;; *) die "ONLY: unknown proxy '$p' (use hookrouter, nginx, haproxy)" ;; esac
-    [[ -z ${SEEN[$p]:-} ]] || die "ONLY: '$p' listed twice"
-    SEEN[$p]=1
-done
+PROXIES=()
+parse_list PROXIES ONLY proxy "unknown proxy" "use hookrouter, nginx, haproxy" hookrouter nginx haproxy
 has_proxy() { [[ -n ${SEEN[$1]:-} ]]; }
 
 port_of() {
@@ -103,20 +90,9 @@ port_of() {
 # ------------------------------------------------------------------- tools
 install_tools() {
     local need=()
-    command -v wrk >/dev/null 2>&1 || need+=(wrk)
     command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || need+=(nginx-light)
     command -v haproxy >/dev/null 2>&1 || [[ -x /usr/sbin/haproxy ]] || need+=(haproxy)
-    command -v curl >/dev/null 2>&1 || need+=(curl)
-    command -v taskset >/dev/null 2>&1 || need+=(util-linux)
-    command -v python3 >/dev/null 2>&1 || need+=(python3)
-    command -v getconf >/dev/null 2>&1 || need+=(libc-bin)
-    if ((${#need[@]})); then
-        [[ $(id -u) == 0 ]] || die "missing ${need[*]} and not root: install them or rerun as root"
-        log "installing ${need[*]} from Debian"
-        export DEBIAN_FRONTEND=noninteractive
-        apt-get update
-        apt-get install -y "${need[@]}"
-    fi
+    install_missing "${need[@]}"
     PATH=$PATH:/usr/sbin:/sbin
     NGINX=$(command -v nginx) || die "nginx not found after install"
     HAPROXY=$(command -v haproxy) || die "haproxy not found after install"
@@ -124,74 +100,17 @@ install_tools() {
 
 [[ $(id -u) == 0 ]] || die "run as root (nginx and haproxy are started as root; tools may need apt-get)"
 install_tools
-
-NCPU=$(nproc --all)
-((LOAD_CPU < NCPU && PROXY_CPU < NCPU)) || die "need CPUs $LOAD_CPU and $PROXY_CPU; this machine has $NCPU"
-taskset -c "$LOAD_CPU,$PROXY_CPU" true || die "cannot pin to CPUs $LOAD_CPU,$PROXY_CPU (cgroup cpuset?)"
-CLK_TCK=$(getconf CLK_TCK)
+check_cpus
 
 # -------------------------------------------------------- processes, cleanup
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/hookrouter-bench.XXXXXX")
-PIDS=() # everything we started, stopped in reverse order on exit
+start_session hookrouter-bench 50
 UPSTREAM_WORKERS="" NGINX_WORKERS=""
 PID_upstream="" PID_nginx="" PID_haproxy="" PID_hookrouter="" # set by start_bg
-WRK_PID=""                                                      # the running wrk
-
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    local i pid
-    [[ -z $WRK_PID ]] || kill -TERM "$WRK_PID" 2>/dev/null || true
-    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
-        kill -TERM "${PIDS[i]}" 2>/dev/null || true
-    done
-    for _ in $(seq 50); do
-        local alive=0
-        for pid in "${PIDS[@]}"; do
-            kill -0 "$pid" 2>/dev/null && alive=1
-        done
-        ((alive)) || break
-        sleep 0.1
-    done
-    for pid in "${PIDS[@]}"; do
-        kill -KILL "$pid" 2>/dev/null || true
-    done
-    wait 2>/dev/null || true
-    if ((KEEP_TMP)); then
-        log "kept $TMP"
-    else
-        rm -rf "$TMP"
-    fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'log "interrupted"; exit 130' INT
-trap 'log "terminated"; exit 143' TERM
-
-port_free() { ! (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
-
-for port in "$UPSTREAM_PORT" "$UPSTREAM_STATUS_PORT" "$HOOKROUTER_PORT" "$NGINX_PORT" "$HAPROXY_PORT" "$HOOKROUTER_ADMIN_PORT"; do
-    port_free "$port" || die "port $port on $HOST is already in use"
-done
+check_ports_free "$UPSTREAM_PORT" "$UPSTREAM_STATUS_PORT" "$HOOKROUTER_PORT" "$NGINX_PORT" "$HAPROXY_PORT" "$HOOKROUTER_ADMIN_PORT"
 
 render() { # render TEMPLATE DEST
-    sed -e "s/@UPSTREAM_PORT@/$UPSTREAM_PORT/g" \
-        -e "s/@UPSTREAM_STATUS_PORT@/$UPSTREAM_STATUS_PORT/g" \
-        -e "s/@HOOKROUTER_PORT@/$HOOKROUTER_PORT/g" \
-        -e "s/@HOOKROUTER_ADMIN_PORT@/$HOOKROUTER_ADMIN_PORT/g" \
-        -e "s/@NGINX_PORT@/$NGINX_PORT/g" \
-        -e "s/@HAPROXY_PORT@/$HAPROXY_PORT/g" \
-        "$1" >"$2"
-}
-
-# start_bg NAME CPU CMD... : start CMD pinned to CPU, remember its pid in PID_<NAME>
-start_bg() {
-    local name=$1 cpu=$2
-    shift 2
-    taskset -c "$cpu" "$@" >"$TMP/$name.out" 2>&1 &
-    local pid=$!
-    PIDS+=("$pid")
-    printf -v "PID_$name" '%s' "$pid"
+    fill_template "$1" "$2" UPSTREAM_PORT UPSTREAM_STATUS_PORT HOOKROUTER_PORT HOOKROUTER_ADMIN_PORT \
+        NGINX_PORT HAPROXY_PORT
 }
 
 # nginx workers are not killed when their master dies, so remember them too.
@@ -206,48 +125,21 @@ adopt_children() { # adopt_children PID
     PIDS+=("${c[@]}")
 }
 
+# shellcheck disable=SC2317 # called by answers, which wait_until runs
 http_code() { # http_code URL [curl args...]
     local url=$1
     shift
     curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$@" "$url" 2>/dev/null || true
 }
 
+# shellcheck disable=SC2317 # run by wait_until
+answers() { [[ $(http_code "$1") != 000 ]]; } # answers URL: any HTTP answer at all
 wait_listening() { # wait_listening NAME PID URL
-    local name=$1 pid=$2 url=$3 i code
-    for i in $(seq 150); do
-        kill -0 "$pid" 2>/dev/null || {
-            sed 's/^/    /' "$TMP/$name.out" >&2 || true
-            die "$name exited during start-up (output above)"
-        }
-        code=$(http_code "$url")
-        [[ $code != 000 ]] && return 0
-        sleep 0.1
-    done
-    sed 's/^/    /' "$TMP/$name.out" >&2 || true
-    die "$name did not start listening ($url) within 15 s"
+    wait_until "$1" "$2" 150 "$1 did not start listening ($3) within 15 s" answers "$3"
 }
 
 upstream_requests() { # total requests the upstream has seen (stub_status)
     curl -sf --max-time 2 "http://$HOST:$UPSTREAM_STATUS_PORT/status" | awk 'NR == 3 { print $3 }'
-}
-
-proc_ticks() { # utime+stime (clock ticks) summed over PIDs
-    local pid s total=0
-    local -a f
-    for pid in "$@"; do
-        s=$(cat "/proc/$pid/stat") || die "process $pid is gone"
-        s=${s##*) }
-        read -r -a f <<<"$s"
-        total=$((total + f[11] + f[12]))
-    done
-    echo "$total"
-}
-
-cpu_stat() { # cpu_stat N -> "busy total" jiffies of core N from /proc/stat
-    awk -v cpu="cpu$1" '$1 == cpu {
-        total = $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9
-        print total - $5 - $6, total
-    }' /proc/stat
 }
 
 proxy_pids() { # pids whose CPU time counts for a proxy
@@ -266,13 +158,7 @@ META=$TMP/meta.txt
 printf 'phase\tround\tslot\tproxy\trequests\tduration_us\terr_connect\terr_read\terr_write\terr_timeout\terr_status\tlat_p50_us\tlat_p99_us\tlat_p999_us\tcpu_ticks\tload_busy\tload_total\tproxy_busy\tproxy_total\tupstream_requests\tupstream_ticks\twrk_cpu_ms\n' >"$RESULTS"
 
 if has_proxy hookrouter; then
-    if ((SKIP_BUILD)); then
-        log "SKIP_BUILD=1: using $HOOKROUTER_BIN as is"
-    else
-        log "building hookrouter (cargo build --release) in $REPO_ROOT"
-        (cd "$REPO_ROOT" && cargo build --release) || die "cargo build --release failed"
-    fi
-    [[ -x $HOOKROUTER_BIN ]] || die "no hookrouter binary at $HOOKROUTER_BIN"
+    build_release
 fi
 
 # ---------------------------------------------------------------- upstream
@@ -318,19 +204,8 @@ for p in "${PROXIES[@]}"; do
         # One runtime worker thread: the proxy gets one core, like the others.
         start_bg hookrouter "$PROXY_CPU" env TOKIO_WORKER_THREADS=1 RUST_LOG=warn \
             "$HOOKROUTER_BIN" run -c "$TMP/hookrouter.yaml" --log-level warn
-        ok=0
-        for _ in $(seq 300); do
-            kill -0 "$PID_hookrouter" 2>/dev/null || {
-                sed 's/^/    /' "$TMP/hookrouter.out" >&2 || true
-                die "hookrouter exited during start-up (output above)"
-            }
-            if curl -sf --max-time 1 -o /dev/null "http://$HOST:$HOOKROUTER_ADMIN_PORT/readyz"; then
-                ok=1
-                break
-            fi
-            sleep 0.1
-        done
-        ((ok)) || die "hookrouter not ready (GET /readyz on $HOOKROUTER_ADMIN_PORT) within 30 s"
+        wait_until hookrouter "$PID_hookrouter" 300 "hookrouter not ready (GET /readyz on $HOOKROUTER_ADMIN_PORT) within 30 s" \
+            answers_200 "http://$HOST:$HOOKROUTER_ADMIN_PORT/readyz"
         ;;
     esac
     log "$p ready on $HOST:$(port_of "$p") (core $PROXY_CPU)"
@@ -360,39 +235,17 @@ for p in "${PROXIES[@]}"; do
 done
 
 # -------------------------------------------------------------- measurement
-# wrk's CPU time comes from the `times` builtin (CPU of this shell's reaped
-# children); it must run in this shell, not in $(...), hence the files.
+# wrk's CPU time: GEN_CPU_MS, from bench/lib.sh's run_load.
 RUN_LOG=""
-WRK_CPU_MS=0 # CPU time of the last wrk run
 run_wrk() { # run_wrk PROXY DURATION CONNECTIONS RATE(0=closed loop) LOGFILE
     local p=$1 dur=$2 conns=$3 rate=$4
     RUN_LOG=$5
     local args=("$PAYLOAD")
     ((rate > 0)) && args+=("$rate")
-    times >"$TMP/times0"
-    # In the background + wait, so that a signal stops the run at once.
-    taskset -c "$LOAD_CPU" timeout -k 5 $((dur + 60)) \
+    run_load "$RUN_LOG" taskset -c "$LOAD_CPU" timeout -k 5 $((dur + 60)) \
         wrk -t1 -c"$conns" -d"${dur}s" --timeout 2s --latency -s "$LUA" \
-        "http://$HOST:$(port_of "$p")/hook" -- "${args[@]}" >"$RUN_LOG" 2>&1 &
-    WRK_PID=$!
-    local rc=0
-    wait "$WRK_PID" || rc=$?
-    times >"$TMP/times1"
-    WRK_PID=""
-    WRK_CPU_MS=$(awk 'FNR == 2 {
-        t = 0
-        for (i = 1; i <= 2; i++) { split($i, a, "m"); sub("s", "", a[2]); t += a[1] * 60 + a[2] }
-        if (FILENAME ~ /times0$/) t = -t
-        sum += t
-    } END { printf "%d\n", sum * 1000 }' "$TMP/times0" "$TMP/times1")
-    ((rc == 0)) || {
-        cat "$RUN_LOG" >&2
-        die "wrk failed against $p (exit $rc)"
-    }
-    grep -q '^BENCH ' "$RUN_LOG" || {
-        cat "$RUN_LOG" >&2
-        die "wrk printed no BENCH line against $p"
-    }
+        "http://$HOST:$(port_of "$p")/hook" -- "${args[@]}"
+    check_wrk "$RUN_LOG" "$p"
 }
 
 # measure PHASE ROUND SLOT PROXY DURATION CONNECTIONS RATE
@@ -424,57 +277,27 @@ measure() {
         "${b[err_connect]}" "${b[err_read]}" "${b[err_write]}" "${b[err_timeout]}" "${b[err_status]}" \
         "${b[lat_p50_us]}" "${b[lat_p99_us]}" "${b[lat_p999_us]}" \
         $((t1 - t0)) $((l1[0] - l0[0])) $((l1[1] - l0[1])) $((c1[0] - c0[0])) $((c1[1] - c0[1])) \
-        $((up1 - up0 - 1)) $((u1 - u0)) "$WRK_CPU_MS" >>"$RESULTS"
+        $((up1 - up0 - 1)) $((u1 - u0)) "$GEN_CPU_MS" >>"$RESULTS"
     local errs=$((b[err_connect] + b[err_read] + b[err_write] + b[err_timeout] + b[err_status]))
     local rps=$((b[requests] * 1000000 / b[duration_us]))
     log "$(printf '%-8s r%-2s %-10s %8s req/s  p99 %6s us  errors %s' "$phase" "$round" "$p" "$rps" "${b[lat_p99_us]}" "$errs")"
 }
 
 N=${#PROXIES[@]}
-rotated() { # rotated ROUND -> proxies in this round's order
-    local r=$1 i out=()
-    for ((i = 0; i < N; i++)); do
-        out+=("${PROXIES[(i + r) % N]}")
-    done
-    echo "${out[@]}"
-}
 
-# The machine should be quiet. sample_bg SECONDS measures how busy both cores
-# are (in %) while we are idle -> BG_LOAD, BG_PROXY.
-BG_LOAD=0 BG_PROXY=0
-sample_bg() {
-    local -a a0 b0 a1 b1
-    read -r -a a0 <<<"$(cpu_stat "$LOAD_CPU")"
-    read -r -a b0 <<<"$(cpu_stat "$PROXY_CPU")"
-    sleep "$1"
-    read -r -a a1 <<<"$(cpu_stat "$LOAD_CPU")"
-    read -r -a b1 <<<"$(cpu_stat "$PROXY_CPU")"
-    BG_LOAD=$(((a1[0] - a0[0]) * 100 / (a1[1] - a0[1] > 0 ? a1[1] - a0[1] : 1)))
-    BG_PROXY=$(((b1[0] - b0[0]) * 100 / (b1[1] - b0[1] > 0 ? b1[1] - b0[1] : 1)))
-}
-# settle SECONDS: stay idle that long; if other processes keep a core busier
-# than NOISE_MAX %, wait on in 1 s steps, at most IDLE_BUDGET s per session.
-settle() {
-    local said=0
-    sample_bg "$1"
-    while ((BG_LOAD > NOISE_MAX || BG_PROXY > NOISE_MAX)); do
-        if ((IDLE_BUDGET <= 0)); then
-            ((said)) && log "WARNING: still busy (core $LOAD_CPU ${BG_LOAD} %, core $PROXY_CPU ${BG_PROXY} %); going on"
-            return 0
-        fi
-        ((said)) || log "other processes are using the CPUs (core $LOAD_CPU ${BG_LOAD} %, core $PROXY_CPU ${BG_PROXY} %): waiting (budget ${IDLE_BUDGET} s)"
-        said=1
-        sample_bg 1
-        IDLE_BUDGET=$((IDLE_BUDGET - 1))
-    done
-}
+# The machine should be quiet. settle SECONDS: stay idle that long; if other processes keep a
+# core busier than NOISE_MAX %, wait on in 1 s steps, at most IDLE_BUDGET s per session
+# (bench/lib.sh's wait_idle; a core's busy time counts whole here, interrupts and softirq too:
+# BG_FIELD=0). BG_LOAD, BG_SERVER: how busy the load core and the proxy core were, in %.
+BG_FIELD=0
+settle() { wait_idle "$1"; }
 
 settle 2
-log "background load before measuring: core $LOAD_CPU ${BG_LOAD} %, core $PROXY_CPU ${BG_PROXY} %"
-if ((BG_LOAD > NOISE_MAX || BG_PROXY > NOISE_MAX)); then
+log "background load before measuring: core $LOAD_CPU ${BG_LOAD} %, core $PROXY_CPU ${BG_SERVER} %"
+if ((BG_LOAD > NOISE_MAX || BG_SERVER > NOISE_MAX)); then
     log "WARNING: the machine is not idle (something else uses the CPUs); results will be disturbed"
 fi
-BG_LOAD0=$BG_LOAD BG_PROXY0=$BG_PROXY
+BG_LOAD0=$BG_LOAD BG_PROXY0=$BG_SERVER
 
 est=$((N * (WARMUP + PAUSE) + ROUNDS * N * (DURATION + PAUSE) + RATE_ROUNDS * N * (RATE_DURATION + PAUSE)))
 log "measuring ${PROXIES[*]}: $ROUNDS x ${DURATION}s throughput, $RATE_ROUNDS x ${RATE_DURATION}s at $RATE req/s (~${est}s, + up to ${IDLE_BUDGET}s waiting out other load)"
@@ -487,7 +310,7 @@ if ((WARMUP > 0)); then
 fi
 
 for ((r = 0; r < ROUNDS; r++)); do
-    read -r -a order <<<"$(rotated "$r")"
+    read -r -a order <<<"$(rotated "$r" "${PROXIES[@]}")"
     for ((s = 0; s < N; s++)); do
         measure throughput $((r + 1)) $((s + 1)) "${order[s]}" "$DURATION" "$CONNECTIONS" 0
         settle "$PAUSE"
@@ -495,7 +318,7 @@ for ((r = 0; r < ROUNDS; r++)); do
 done
 
 for ((r = 0; r < RATE_ROUNDS; r++)); do
-    read -r -a order <<<"$(rotated "$r")"
+    read -r -a order <<<"$(rotated "$r" "${PROXIES[@]}")"
     for ((s = 0; s < N; s++)); do
         measure rate $((r + 1)) $((s + 1)) "${order[s]}" "$RATE_DURATION" "$RATE_CONNECTIONS" "$RATE"
         settle "$PAUSE"
@@ -505,45 +328,20 @@ done
 # ------------------------------------------------------------------ report
 hookrouter_rev=""
 if has_proxy hookrouter; then
-    hookrouter_rev=$(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-    git -C "$REPO_ROOT" diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || hookrouter_rev="$hookrouter_rev+dirty"
+    hookrouter_rev=$(hookrouter_rev)
 fi
 {
-    echo "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-    echo "cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
-    echo "ncpu=$NCPU"
-    echo "kernel=$(uname -r)"
+    meta_machine
     echo "nginx=$("$NGINX" -v 2>&1 | sed 's/.*nginx\///')"
     echo "haproxy=$("$HAPROXY" -v | head -1 | awk '{ print $3 }')"
-    echo "wrk=$(wrk -v 2>&1 | head -1 | awk '{ print $2 }')"
     echo "hookrouter=$hookrouter_rev"
     echo "proxies=${PROXIES[*]}"
-    echo "rounds=$ROUNDS"
-    echo "duration=$DURATION"
-    echo "connections=$CONNECTIONS"
-    echo "rate=$RATE"
-    echo "rate_rounds=$RATE_ROUNDS"
-    echo "rate_duration=$RATE_DURATION"
-    echo "rate_connections=$RATE_CONNECTIONS"
-    echo "load_cpu=$LOAD_CPU"
-    echo "proxy_cpu=$PROXY_CPU"
-    echo "clk_tck=$CLK_TCK"
-    echo "noise_max=$NOISE_MAX"
+    meta_vars ROUNDS DURATION CONNECTIONS RATE RATE_ROUNDS RATE_DURATION RATE_CONNECTIONS \
+        LOAD_CPU PROXY_CPU CLK_TCK NOISE_MAX
     echo "bg_load=$BG_LOAD0"
     echo "bg_proxy=$BG_PROXY0"
     echo "body_bytes=$BODY_BYTES"
 } >"$META"
 
-status=0
-python3 "$BENCH_DIR/report.py" "$META" "$RESULTS" >"$TMP/report.md" || status=$?
-cat "$TMP/report.md"
-if [[ -n $OUT ]]; then
-    cp "$TMP/report.md" "$OUT"
-    log "report written to $OUT"
-fi
-case $status in
-0) ;;
-2) log "some runs were INVALID (errors, missing forwards, rate not reached or other processes on the cores): see the report" ;;
-*) die "report.py failed ($status)" ;;
-esac
-exit "$status"
+finish "$BENCH_DIR/report.py" "errors, missing forwards, rate not reached or other processes on the cores" \
+    "$META" "$RESULTS"

@@ -8,49 +8,20 @@ hookrouter, accepted events that never reached the target, or other processes on
 Invalid runs are shown but left out of the medians.
 """
 
-import csv
 import json
-import statistics
+import os
 import sys
+
+# The helpers shared with the other reports: bench/report_common.py (no __pycache__ left in bench/).
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from report_common import fmt, median, ms, noise_why, pct, read_meta, read_tsv  # noqa: E402
 
 NAMES = {"hookrouter": "hookrouter (async)", "webhook": "adnanh/webhook"}
 INGEST_TARGET = 2.5  # hookrouter req/s >= 2.5 x webhook
 P99_TARGET_MS = 5.0  # ack p99 at RATE
 RATE_TOLERANCE = 0.95
 SATURATED = 95.0  # % busy of the server core below which a closed-loop run was load-limited
-
-
-def read_meta(path):
-    meta = {}
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            key, _, value = line.rstrip("\n").partition("=")
-            meta[key] = value
-    return meta
-
-
-def read_tsv(path):
-    with open(path, encoding="utf-8") as f:
-        return list(csv.DictReader(f, delimiter="\t"))
-
-
-def median(values):
-    values = [v for v in values if v is not None]
-    return statistics.median(values) if values else None
-
-
-def fmt(value, spec, suffix="", none="n/a"):
-    return none if value is None else format(value, spec) + suffix
-
-
-def pct(part, whole):
-    return 100.0 * part / whole if whole else 0.0
-
-
-def ms(us):
-    """µs -> a readable ms string"""
-    v = us / 1000
-    return f"{v:.2f}" if v < 10 else f"{v:,.0f}"
 
 
 def threads_split(s):
@@ -108,10 +79,7 @@ def main():
             why.append(f"{errs} errors/non-2xx")
         if r["peer"] == "hookrouter" and r["delivered_after"] < r["requests"]:
             why.append(f"only {r['delivered_after']} of {r['requests']} accepted events delivered")
-        if r["noise_server"] > noise_max:
-            why.append(f"{r['noise_server']:.0f} % of the server core used by others")
-        if r["noise_load"] > noise_max:
-            why.append(f"{r['noise_load']:.0f} % of the load core used by others")
+        why.extend(noise_why(r, noise_max))
         r["invalid"] = "; ".join(why)
         any_invalid |= bool(why)
 
@@ -159,10 +127,7 @@ def main():
             why.append(f"{non202} answers other than 202")
         if r["delivered_after"] < res.get("ok", 0):
             why.append(f"only {r['delivered_after']} of {res.get('ok', 0)} accepted events delivered")
-        if r["noise_server"] > noise_max:
-            why.append(f"{r['noise_server']:.0f} % of the server core used by others")
-        if r["noise_load"] > noise_max:
-            why.append(f"{r['noise_load']:.0f} % of the load core used by others")
+        why.extend(noise_why(r, noise_max))
         r["invalid"] = "; ".join(why)
         r["missed"] = res.get("achieved_rate", 0) < RATE_TOLERANCE * rate
         any_invalid |= bool(why)
@@ -219,10 +184,7 @@ def main():
             why.append(f"{errs} errors")
         if non202:
             why.append(f"{non202} answers other than 202")
-        if r["noise_server"] > noise_max:
-            why.append(f"{r['noise_server']:.0f} % of the server core used by others")
-        if r["noise_load"] > noise_max:
-            why.append(f"{r['noise_load']:.0f} % of the load core used by others")
+        why.extend(noise_why(r, noise_max))
         invalid = "; ".join(why)
         any_invalid |= bool(why)
         fan_summaries.append({

@@ -9,10 +9,14 @@ delivered, or other processes on the cores). Invalid runs are shown but left out
 medians (when a configuration has no valid run, its median is over all its runs and marked).
 """
 
-import csv
 import json
-import statistics
+import os
 import sys
+
+# The helpers shared with the other reports: bench/report_common.py (no __pycache__ left in bench/).
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from report_common import fmt, median, ms, noise_why, pct, read_meta, read_tsv  # noqa: E402
 
 NAMES = {
     "embedded": "embedded (1 instance)",
@@ -22,40 +26,8 @@ NAMES = {
 RATE_TOLERANCE = 0.95
 
 
-def read_meta(path):
-    meta = {}
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            key, _, value = line.rstrip("\n").partition("=")
-            meta[key] = value
-    return meta
-
-
-def read_tsv(path):
-    with open(path, encoding="utf-8") as f:
-        return list(csv.DictReader(f, delimiter="\t"))
-
-
-def median(values):
-    values = [v for v in values if v is not None]
-    return statistics.median(values) if values else None
-
-
-def fmt(value, spec, suffix="", none="n/a"):
-    return none if value is None else format(value, spec) + suffix
-
-
-def pct(part, whole):
-    return 100.0 * part / whole if whole else 0.0
-
-
 def ratio(a, b):
     return f"{a / b:.2f}×" if a is not None and b else "n/a"
-
-
-def ms(us):
-    v = us / 1000
-    return f"{v:.2f}" if v < 10 else f"{v:,.0f}"
 
 
 def secs(msv):
@@ -82,10 +54,7 @@ def common(r, clk, noise_max, why):
     r["noise_server"], r["noise_load"] = noise(r, clk)
     r["server_busy_pct"] = pct(r["server_busy"], r["server_total"])
     r["load_busy_pct"] = pct(r["load_busy"], r["load_total"])
-    if r["noise_server"] > noise_max:
-        why.append(f"{r['noise_server']:.0f} % of the server core used by others")
-    if r["noise_load"] > noise_max:
-        why.append(f"{r['noise_load']:.0f} % of the load core used by others")
+    why.extend(noise_why(r, noise_max))
     if not r["warm_ok"]:
         why.append("the warm-up's events were not all delivered")
     each = [int(x) for x in r["lc_routers_each"].split(",") if x != ""]
