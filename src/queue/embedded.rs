@@ -648,6 +648,11 @@ const REBUILT: &str = "hookrouter.sqlite3.rebuilt";
 /// [`REBUILT`] finishes the switch ([`finish_rebuild`]); a leftover part is removed.
 fn rebuild_database(dir: &Path) -> anyhow::Result<()> {
     use anyhow::Context as _;
+    // A complete copy that an earlier attempt could not put in place is the newest state:
+    // the old files may already have lost their write-ahead log.
+    if finish_rebuild(dir)? {
+        return Ok(());
+    }
     let part = dir.join(REBUILD_PART);
     remove_if_there(&part).with_context(|| format!("cannot remove {}", part.display()))?;
     {
@@ -931,6 +936,16 @@ impl Writer {
         drop(std::mem::replace(&mut *reader, b));
         drop(std::mem::replace(&mut self.conn, c));
         let copied = rebuild_database(&self.health.dir);
+        if self.health.dir.join(REBUILT).exists() {
+            // The copy is complete but not in place, and the old files may be half replaced:
+            // opening them could read the database without its write-ahead log. The stand-ins
+            // stay (events are refused) until the next attempt finishes the switch.
+            tracing::error!(
+                error = %copied.err().map(|e| format!("{e:#}")).unwrap_or_default(),
+                "cannot put the rebuilt queue database in place; refusing events and retrying"
+            );
+            return;
+        }
         let reopened = (|| -> anyhow::Result<()> {
             let (conn, _) = open_writer(&self.db, &self.settings)?;
             self.conn = conn;
@@ -1789,5 +1804,25 @@ mod tests {
             !dir.path().join(REBUILD_PART).exists(),
             "partial copy removed"
         );
+
+        // A rebuild that finds a complete copy not yet in place (an earlier attempt failed
+        // to switch) puts that copy in place rather than copying the old files again.
+        let db = Connection::open(dir.path().join(DB_FILE)).expect("db");
+        db.execute("VACUUM INTO ?1", [copy.to_str().expect("utf-8")])
+            .expect("copy");
+        db.execute("DELETE FROM events WHERE id = 'event-1'", [])
+            .expect("delete");
+        drop(db);
+        rebuild_database(dir.path()).expect("rebuild");
+        let db = Connection::open(dir.path().join(DB_FILE)).expect("db");
+        let kept: i64 = db
+            .query_row(
+                "SELECT count(*) FROM events WHERE id = 'event-1'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("count");
+        assert_eq!(kept, 1, "the pending copy was put in place");
+        assert!(!copy.exists());
     }
 }
