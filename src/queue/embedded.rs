@@ -76,8 +76,10 @@ const RECOVERY_CHUNK: usize = 2000;
 /// How long the writer waits before trying again a transaction that failed.
 const INDEX_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
 
-/// How often a degraded database is rebuilt until a rebuild succeeds.
+/// How soon a degraded database is rebuilt, and the longest wait between attempts when
+/// rebuilds keep failing (the wait doubles after each).
 const REBUILD_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+const REBUILD_MAX: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The schema this build writes; a store with a higher one was written by a newer release.
 const SCHEMA: i64 = 1;
@@ -214,15 +216,29 @@ impl Embedded {
             );
             rebuild_database(&dir).context("cannot rebuild the degraded queue database")?;
         }
-        let (mut conn, page_size) = open_writer(&db, settings)?;
         let journal_dir = dir.join(JOURNAL_DIR);
-        std::fs::create_dir_all(&journal_dir)
-            .with_context(|| format!("cannot create {}", journal_dir.display()))?;
-        // The journal folder's own entry must survive a power cut before anything is in it.
-        File::open(&dir)
-            .and_then(|d| d.sync_all())
-            .with_context(|| format!("cannot sync {}", dir.display()))?;
-        let last = recover(&mut conn, &journal_dir)?;
+        let opened = (|| -> anyhow::Result<(Connection, u64, u64)> {
+            let (mut conn, page_size) = open_writer(&db, settings)?;
+            std::fs::create_dir_all(&journal_dir)
+                .with_context(|| format!("cannot create {}", journal_dir.display()))?;
+            // The journal folder's own entry must survive a power cut before anything is in it.
+            File::open(&dir)
+                .and_then(|d| d.sync_all())
+                .with_context(|| format!("cannot sync {}", dir.display()))?;
+            let last = recover(&mut conn, &journal_dir)?;
+            Ok((conn, page_size, last))
+        })();
+        let (conn, page_size, last) = match opened {
+            Ok(v) => v,
+            Err(e) => {
+                // The next start must not trust a sync that succeeds only because this one's
+                // error was already reported: it rebuilds instead.
+                if lost_write_in(&e) {
+                    health.degrade("start", &format!("{e:#}"));
+                }
+                return Err(e);
+            }
+        };
         health
             .restored()
             .context("cannot clear the queue's degraded state")?;
@@ -566,7 +582,11 @@ fn checkpointer(conn: &Mutex<Connection>, wal: &Path, health: &Health, stop: &mp
 fn lost_write(e: &rusqlite::Error) -> bool {
     matches!(
         e.sqlite_error_code(),
-        Some(rusqlite::ErrorCode::SystemIoFailure | rusqlite::ErrorCode::DatabaseCorrupt)
+        Some(
+            rusqlite::ErrorCode::SystemIoFailure
+                | rusqlite::ErrorCode::DatabaseCorrupt
+                | rusqlite::ErrorCode::NotADatabase
+        )
     )
 }
 
@@ -696,6 +716,9 @@ fn finish_rebuild(dir: &Path) -> anyhow::Result<bool> {
     for old in [format!("{DB_FILE}-wal"), format!("{DB_FILE}-shm")] {
         remove_if_there(&dir.join(&old)).with_context(|| format!("cannot remove the old {old}"))?;
     }
+    // The old log is gone for good before the copy takes the database's name: a power cut
+    // must never leave it beside the new file, whose pages it does not describe.
+    sync_dir(dir).context("cannot sync the queue folder")?;
     std::fs::rename(&rebuilt, dir.join(DB_FILE))
         .and_then(|()| sync_dir(dir))
         .context("cannot put the rebuilt queue database in place")?;
@@ -855,13 +878,19 @@ impl Writer {
         // interval) cannot put them off for ever.
         let mut retry_at = Instant::now();
         let mut rebuild_at = Instant::now() + REBUILD_EVERY;
+        // Doubles after each failed rebuild, up to `REBUILD_MAX`: a rebuild copies the whole
+        // database.
+        let mut rebuild_every = REBUILD_EVERY;
         loop {
             let degraded = self.health.degraded();
             if !degraded {
-                rebuild_at = Instant::now() + REBUILD_EVERY;
+                rebuild_every = REBUILD_EVERY;
+                rebuild_at = Instant::now() + rebuild_every;
             } else if Instant::now() >= rebuild_at {
-                self.rebuild();
-                rebuild_at = Instant::now() + REBUILD_EVERY;
+                if !self.rebuild() {
+                    rebuild_every = (rebuild_every * 2).min(REBUILD_MAX);
+                }
+                rebuild_at = Instant::now() + rebuild_every;
                 continue;
             }
             if !self.backlog.is_empty() && Instant::now() >= retry_at {
@@ -881,9 +910,12 @@ impl Writer {
             .flatten()
             .min();
             let first = match wake {
-                None => match rx.recv() {
+                // Idle, yet woken now and then: the checkpointer may find the database
+                // degraded while no command comes.
+                None => match rx.recv_timeout(REBUILD_EVERY) {
                     Ok(c) => c,
-                    Err(_) => break,
+                    Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
                 },
                 Some(at) => match rx.recv_timeout(at.saturating_duration_since(Instant::now())) {
                     Ok(c) => c,
@@ -915,22 +947,22 @@ impl Writer {
     /// their locks meanwhile), the database is copied into a new file that takes its place
     /// ([`rebuild_database`]), and it is opened again as on a start: the journal after its
     /// position is applied and made durable, then journal segments go and a new one starts.
-    /// If any step fails, the store stays degraded and this is tried again after
-    /// [`REBUILD_EVERY`].
-    fn rebuild(&mut self) {
+    /// Whether it succeeded; if any step fails, the store stays degraded and this is tried
+    /// again later (see [`REBUILD_EVERY`]).
+    fn rebuild(&mut self) -> bool {
         if let Err(e) = probe(&self.health.dir) {
             tracing::debug!(error = %e, "queue database not rebuilt yet: the disk still fails a small synced write");
-            return;
+            return false;
         }
         let (Ok(mut checkpoint), Ok(mut reader)) = (self.checkpoint.lock(), self.reader.lock())
         else {
-            return;
+            return false;
         };
         // Stand-ins while the files are closed: with no tables, anything sent to them
         // fails (and events are refused) until the database is open again.
         let closed = Connection::open_in_memory;
         let (Ok(a), Ok(b), Ok(c)) = (closed(), closed(), closed()) else {
-            return;
+            return false;
         };
         drop(std::mem::replace(&mut *checkpoint, a));
         drop(std::mem::replace(&mut *reader, b));
@@ -944,7 +976,7 @@ impl Writer {
                 error = %copied.err().map(|e| format!("{e:#}")).unwrap_or_default(),
                 "cannot put the rebuilt queue database in place; refusing events and retrying"
             );
-            return;
+            return false;
         }
         let reopened = (|| -> anyhow::Result<()> {
             let (conn, _) = open_writer(&self.db, &self.settings)?;
@@ -955,7 +987,7 @@ impl Writer {
         })();
         if let Err(e) = reopened {
             tracing::error!(error = %format!("{e:#}"), "cannot open the queue database again; retrying");
-            return;
+            return false;
         }
         let rebuilt = copied.and_then(|()| {
             let recovered = recover(&mut self.conn, &self.journal_dir);
@@ -970,13 +1002,19 @@ impl Writer {
         });
         self.journal_bytes = journal::size(&self.journal_dir);
         match rebuilt {
-            Ok(()) => tracing::info!(
-                "queue database rebuilt into a new file and synced; checkpoints and journal cleanup resume"
-            ),
-            Err(e) => tracing::warn!(
-                error = %format!("{e:#}"),
-                "queue database not rebuilt yet (the disk still fails?); retrying"
-            ),
+            Ok(()) => {
+                tracing::info!(
+                    "queue database rebuilt into a new file and synced; checkpoints and journal cleanup resume"
+                );
+                true
+            }
+            Err(e) => {
+                tracing::warn!(
+                    error = %format!("{e:#}"),
+                    "queue database not rebuilt yet (the disk still fails?); retrying"
+                );
+                false
+            }
         }
     }
 
@@ -1106,7 +1144,7 @@ impl Writer {
     }
 
     /// What counts against `max_size`: the database's pages in use (freed pages are reused,
-    /// so retention makes room again) and the journal.
+    /// so retention makes room again) and the journal; while degraded, the write-ahead log.
     fn disk_bytes(&self) -> u64 {
         let pragma = |name: &str| -> u64 {
             self.conn
@@ -1114,7 +1152,15 @@ impl Writer {
                 .map_or(0, unsigned)
         };
         let used = pragma("page_count").saturating_sub(pragma("freelist_count"));
-        used * self.page_size + self.journal_bytes
+        // No checkpoint empties the write-ahead log while the store is degraded: it grows
+        // with every commit, and counts until the rebuild.
+        let wal = if self.health.degraded() {
+            std::fs::metadata(self.db.with_file_name(format!("{DB_FILE}-wal")))
+                .map_or(0, |m| m.len())
+        } else {
+            0
+        };
+        used * self.page_size + self.journal_bytes + wal
     }
 
     /// Applies `cmds` in one transaction. If it fails, journal batches and outcomes are
@@ -1824,5 +1870,63 @@ mod tests {
             .expect("count");
         assert_eq!(kept, 1, "the pending copy was put in place");
         assert!(!copy.exists());
+    }
+
+    /// A block the disk lost inside a record's frame (zeros from the third byte of its
+    /// length on) must not make the reader take bytes of that record's body for a record: the
+    /// body here holds a framed event with a valid checksum where the shortened length would
+    /// point. Reading stops at the damaged record; nothing from inside a body is applied.
+    #[test]
+    fn a_block_lost_inside_a_frame_never_turns_a_body_into_an_event() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let settings = config::Embedded::at(dir.path().to_path_buf());
+        let encoded_len = |e: &NewEvent| {
+            let mut v = Vec::new();
+            record::encode_event(e, &mut v);
+            v.len()
+        };
+        let mut forged = event(666);
+        forged.id = "forged-1".into();
+        forged.dedup_key = None;
+        forged.targets = vec!["a".into()];
+        forged.body = Bytes::from_static(b"{\"transfer\":1000000}");
+        let mut forged_frame = Vec::new();
+        journal::frame(&mut forged_frame, |o| record::encode_event(&forged, o));
+        // Event 1 pads the file so that event 2's frame starts at offset 4094: the lost block
+        // (4096..8192) begins at the third byte of event 2's length.
+        let mut a = event(1);
+        let overhead = encoded_len(&a) - a.body.len();
+        a.body = Bytes::from(vec![b' '; 4094 - 8 - overhead]);
+        let mut b = event(2);
+        b.body = Bytes::new();
+        // Event 2's payload is 0x12000 bytes; with its high bytes zeroed the length reads
+        // 0x2000, which lands inside its body, where the forged frame sits.
+        let total = 0x12000_usize;
+        let mut body = vec![b'x'; total - encoded_len(&b)];
+        let tail: usize = 4 + b.targets.iter().map(|t| 4 + t.len()).sum::<usize>();
+        let body_start = total - tail - body.len();
+        let at = 0x2000_usize - body_start;
+        body[at..at + forged_frame.len()].copy_from_slice(&forged_frame);
+        b.body = Bytes::from(body);
+        journal_batch(dir.path(), 1, &[a, b, event(3)]);
+        let seg = dir.path().join(JOURNAL_DIR).join(format!("{:016}.log", 1));
+        let mut data = std::fs::read(&seg).expect("read");
+        data[4096..8192].fill(0);
+        std::fs::write(&seg, &data).expect("write");
+        runtime().block_on(async {
+            let store = Embedded::open(&settings).expect("open");
+            let ids: Vec<_> = store
+                .pending()
+                .await
+                .expect("pending")
+                .into_iter()
+                .map(|p| p.event_id)
+                .collect();
+            assert!(
+                !ids.iter().any(|id| id == "forged-1"),
+                "a record that was never written as one was applied: {ids:?}"
+            );
+            assert!(ids.iter().any(|id| id == "event-1"), "{ids:?}");
+        });
     }
 }

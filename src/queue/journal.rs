@@ -170,9 +170,7 @@ pub(crate) struct Recovered {
 /// Calls `apply` with every record after `from`, in order, with the position where it ends.
 /// The last segment's unreadable tail (a write a crash interrupted) is cut off; an unreadable
 /// stretch in an earlier segment (a write that failed and could not be cut back) is skipped
-/// with a warning. A record whose frame is intact but whose payload is not (a disk that lost
-/// part of a write it reported as done) is skipped when a readable record follows it: one
-/// damaged record never takes the acknowledged ones after it along.
+/// with a warning.
 pub(crate) fn read_from(
     dir: &Path,
     from: Position,
@@ -198,17 +196,7 @@ pub(crate) fn read_from(
         };
         while at < data.len() {
             let Some(payload) = record_at(&data, at) else {
-                let Some(next) = next_readable(&data, at) else {
-                    break;
-                };
-                tracing::warn!(
-                    segment = %path.display(),
-                    offset = at,
-                    skipped_bytes = next - at,
-                    "journal record unreadable (the disk did not keep all of it); skipping it, the records after it are read"
-                );
-                at = next;
-                continue;
+                break;
             };
             at += FRAME + payload.len();
             apply(
@@ -246,27 +234,6 @@ pub(crate) fn read_from(
         }
     }
     Ok(out)
-}
-
-/// After an unreadable record at `at` whose frame is intact (a payload the disk did not keep
-/// whole): where the next readable record starts, found by following the lengths in the
-/// frames. Never by searching inside a payload, where an event's body could hold bytes that
-/// look like a frame; a frame that is not intact (a torn tail) ends the search.
-fn next_readable(data: &[u8], mut at: usize) -> Option<usize> {
-    loop {
-        let head = data.get(at..at.checked_add(FRAME)?)?;
-        let len = usize::try_from(u32::from_le_bytes(head[..4].try_into().ok()?)).ok()?;
-        if len == 0 {
-            return None;
-        }
-        at = at.checked_add(FRAME)?.checked_add(len)?;
-        if at >= data.len() {
-            return None;
-        }
-        if record_at(data, at).is_some() {
-            return Some(at);
-        }
-    }
 }
 
 /// The payload of the record framed at `at`, if it is whole and its checksum matches.
@@ -407,34 +374,5 @@ mod tests {
             let got = records(dir.path(), Position::default());
             assert_eq!(got.len(), 1, "bit {bit}");
         }
-    }
-
-    /// A record whose payload lost a block (zeros where the disk did not keep it) costs only
-    /// itself: the records after it are read, in every segment, and nothing is cut off.
-    #[test]
-    fn a_damaged_record_does_not_take_the_ones_after_it() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut j = Journal::create(dir.path(), 1, 1 << 20).expect("create");
-        j.append(&batch(&[b"first"])).expect("append");
-        let middle = [0x41_u8; 8000];
-        j.append(&batch(&[&middle])).expect("append");
-        j.append(&batch(&[b"third", b"fourth"])).expect("append");
-        drop(j);
-        let path = segment_path(dir.path(), 1);
-        let mut data = std::fs::read(&path).expect("read");
-        let start = FRAME + 5 + FRAME + 1000;
-        data[start..start + 4096].fill(0);
-        std::fs::write(&path, &data).expect("write");
-        let got: Vec<_> = records(dir.path(), Position::default())
-            .into_iter()
-            .map(|(p, _)| p)
-            .collect();
-        assert_eq!(got, [&b"first"[..], b"third", b"fourth"]);
-        assert_eq!(std::fs::read(&path).expect("read"), data, "nothing cut off");
-        // A frame that is itself gone (zeros) ends the segment as before.
-        let mut torn = data.clone();
-        torn[FRAME + 5..FRAME + 5 + FRAME].fill(0);
-        std::fs::write(&path, &torn).expect("write");
-        assert_eq!(records(dir.path(), Position::default()).len(), 1);
     }
 }
