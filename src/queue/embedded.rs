@@ -618,7 +618,7 @@ impl Health {
         tracing::error!(
             error = %e,
             during,
-            "queue database lost a write (the disk failed to store it): checkpoints and journal cleanup are paused until the database is rebuilt into a new file, tried every 2s; events are still accepted (the journal holds them)"
+            "queue database lost a write (the disk failed to store it): checkpoints and journal cleanup are paused until the database is rebuilt into a new file (tried from 2s on, backing off); events are still accepted (the journal holds them)"
         );
         let marked = File::create(self.dir.join(DEGRADED_FILE))
             .and_then(|f| f.sync_all())
