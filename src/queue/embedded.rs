@@ -257,7 +257,7 @@ impl Embedded {
         thread::Builder::new()
             .name("queue-checkpoint".into())
             .spawn({
-                let wal = dir.join(format!("{DB_FILE}-wal"));
+                let wal = wal_path(&dir);
                 let (conn, health) = (checkpoint.clone(), health.clone());
                 move || checkpointer(&conn, &wal, &health, &stop_rx)
             })
@@ -269,11 +269,9 @@ impl Embedded {
             journal_dir,
             kept_from: last + 1,
             backlog: Vec::new(),
-            max_size: settings.max_size,
             page_size,
             journal_bytes,
             frames: Vec::with_capacity(1 << 20),
-            db,
             settings: settings.clone(),
             segment_bytes,
             reader: reader.clone(),
@@ -521,7 +519,7 @@ impl Embedded {
 /// Bytes the store in `dir` takes on disk: the database, its write-ahead log, the journal.
 fn on_disk(c: &Connection, page_size: u64, dir: &Path) -> rusqlite::Result<u64> {
     let pages = unsigned(c.query_row("PRAGMA page_count", [], |r| r.get(0))?);
-    let wal = std::fs::metadata(dir.join(format!("{DB_FILE}-wal"))).map_or(0, |m| m.len());
+    let wal = std::fs::metadata(wal_path(dir)).map_or(0, |m| m.len());
     Ok(pages * page_size + wal + journal::size(&dir.join(JOURNAL_DIR)))
 }
 
@@ -638,6 +636,11 @@ impl Health {
     }
 }
 
+/// The database's write-ahead log in the store folder `dir`.
+fn wal_path(dir: &Path) -> PathBuf {
+    dir.join(format!("{DB_FILE}-wal"))
+}
+
 /// Removes a file if it exists; whether it did.
 fn remove_if_there(path: &Path) -> std::io::Result<bool> {
     match std::fs::remove_file(path) {
@@ -713,8 +716,9 @@ fn finish_rebuild(dir: &Path) -> anyhow::Result<bool> {
     if !rebuilt.exists() {
         return Ok(false);
     }
-    for old in [format!("{DB_FILE}-wal"), format!("{DB_FILE}-shm")] {
-        remove_if_there(&dir.join(&old)).with_context(|| format!("cannot remove the old {old}"))?;
+    for old in [wal_path(dir), dir.join(format!("{DB_FILE}-shm"))] {
+        remove_if_there(&old)
+            .with_context(|| format!("cannot remove the old {}", old.display()))?;
     }
     // The old log is gone for good before the copy takes the database's name: a power cut
     // must never leave it beside the new file, whose pages it does not describe.
@@ -850,15 +854,13 @@ struct Writer {
     /// Journal batches and outcomes a failed transaction could not apply, in order; tried
     /// again every [`INDEX_RETRY`]. While any are held, new events are refused.
     backlog: Vec<Cmd>,
-    max_size: u64,
     /// The database's page size, and the journal's bytes on disk (kept as segments are
     /// written and removed, so the `max_size` check of each batch lists no folder).
     page_size: u64,
     journal_bytes: u64,
     /// Reused buffer for a batch's journal records.
     frames: Vec<u8>,
-    /// What a rebuild needs to open the database and start a journal segment again.
-    db: PathBuf,
+    /// The store's settings: `max_size`, and what a rebuild needs to open the database again.
     settings: config::Embedded,
     segment_bytes: u64,
     /// The other connections, closed and opened again by a rebuild.
@@ -979,10 +981,11 @@ impl Writer {
             return false;
         }
         let reopened = (|| -> anyhow::Result<()> {
-            let (conn, _) = open_writer(&self.db, &self.settings)?;
+            let db = self.health.dir.join(DB_FILE);
+            let (conn, _) = open_writer(&db, &self.settings)?;
             self.conn = conn;
-            *reader = open_reader(&self.db)?;
-            *checkpoint = open_other(&self.db)?;
+            *reader = open_reader(&db)?;
+            *checkpoint = open_other(&db)?;
             Ok(())
         })();
         if let Err(e) = reopened {
@@ -1063,10 +1066,10 @@ impl Writer {
         let mut failure = None;
         if !stored.is_empty() {
             let used = self.disk_bytes();
-            if used.saturating_add(self.frames.len() as u64) > self.max_size {
+            if used.saturating_add(self.frames.len() as u64) > self.settings.max_size {
                 failure = Some(format!(
                     "the queue is full: {used} bytes in use, max_size is {}",
-                    self.max_size
+                    self.settings.max_size
                 ));
             } else {
                 match self.journal.append(&self.frames) {
@@ -1155,8 +1158,7 @@ impl Writer {
         // No checkpoint empties the write-ahead log while the store is degraded: it grows
         // with every commit, and counts until the rebuild.
         let wal = if self.health.degraded() {
-            std::fs::metadata(self.db.with_file_name(format!("{DB_FILE}-wal")))
-                .map_or(0, |m| m.len())
+            std::fs::metadata(wal_path(&self.health.dir)).map_or(0, |m| m.len())
         } else {
             0
         };
@@ -1644,6 +1646,18 @@ mod tests {
             .expect("runtime")
     }
 
+    /// Opens the store, appends `events` and closes it once the database holds them (reads
+    /// wait for the writer to apply what it acknowledged).
+    fn store_events(settings: &config::Embedded, events: impl IntoIterator<Item = u32>) {
+        runtime().block_on(async {
+            let store = Embedded::open(settings).expect("open");
+            for n in events {
+                store.append(event(n)).await.expect("append");
+            }
+            store.stats().await.expect("flush");
+        });
+    }
+
     /// What a crash leaves when the database never got (or lost) a batch the journal holds:
     /// opening the store applies it, once, and removes the applied segment.
     #[test]
@@ -1701,13 +1715,8 @@ mod tests {
     fn segment_numbers_never_go_back_behind_the_database_position() {
         let dir = tempfile::tempdir().expect("tempdir");
         let settings = config::Embedded::at(dir.path().to_path_buf());
-        runtime().block_on(async {
-            let store = Embedded::open(&settings).expect("open");
-            store.append(event(1)).await.expect("append");
-            // Reads wait for the writer to apply what it acknowledged: nothing is left to
-            // land in the database after the edits below.
-            store.stats().await.expect("flush");
-        });
+        // Nothing is left to land in the database after the edits below.
+        store_events(&settings, [1]);
         let db = Connection::open(dir.path().join(DB_FILE)).expect("db");
         db.execute_batch(
             "INSERT OR REPLACE INTO meta (key, value) VALUES ('journal_segment', 5), ('journal_offset', 100)",
@@ -1798,13 +1807,7 @@ mod tests {
         use std::os::unix::fs::MetadataExt as _;
         let dir = tempfile::tempdir().expect("tempdir");
         let settings = config::Embedded::at(dir.path().to_path_buf());
-        runtime().block_on(async {
-            let store = Embedded::open(&settings).expect("open");
-            for n in 0..20 {
-                store.append(event(n)).await.expect("append");
-            }
-            store.stats().await.expect("flush");
-        });
+        store_events(&settings, 0..20);
         let inode = |p: &Path| std::fs::metadata(p).expect("metadata").ino();
         let db = dir.path().join(DB_FILE);
         let before = inode(&db);
@@ -1826,19 +1829,17 @@ mod tests {
     fn a_complete_rebuilt_copy_left_by_a_crash_is_put_in_place() {
         let dir = tempfile::tempdir().expect("tempdir");
         let settings = config::Embedded::at(dir.path().to_path_buf());
-        runtime().block_on(async {
-            let store = Embedded::open(&settings).expect("open");
-            store.append(event(1)).await.expect("append");
-            store.stats().await.expect("flush");
-        });
-        let db = Connection::open(dir.path().join(DB_FILE)).expect("db");
+        store_events(&settings, [1]);
         let copy = dir.path().join(REBUILT);
-        db.execute("VACUUM INTO ?1", [copy.to_str().expect("utf-8")])
-            .expect("copy");
-        // What the old file has and the copy does not: the copy wins.
-        db.execute("DELETE FROM events WHERE id = 'event-1'", [])
-            .expect("delete");
-        drop(db);
+        // A complete copy, then what the old file has and the copy does not: event 1 gone.
+        let copy_then_forget = || {
+            let db = Connection::open(dir.path().join(DB_FILE)).expect("db");
+            db.execute("VACUUM INTO ?1", [copy.to_str().expect("utf-8")])
+                .expect("copy");
+            db.execute("DELETE FROM events WHERE id = 'event-1'", [])
+                .expect("delete");
+        };
+        copy_then_forget();
         // A half-written copy from an attempt before is no rebuild.
         std::fs::write(dir.path().join(REBUILD_PART), b"torn").expect("part");
         runtime().block_on(async {
@@ -1853,12 +1854,7 @@ mod tests {
 
         // A rebuild that finds a complete copy not yet in place (an earlier attempt failed
         // to switch) puts that copy in place rather than copying the old files again.
-        let db = Connection::open(dir.path().join(DB_FILE)).expect("db");
-        db.execute("VACUUM INTO ?1", [copy.to_str().expect("utf-8")])
-            .expect("copy");
-        db.execute("DELETE FROM events WHERE id = 'event-1'", [])
-            .expect("delete");
-        drop(db);
+        copy_then_forget();
         rebuild_database(dir.path()).expect("rebuild");
         let db = Connection::open(dir.path().join(DB_FILE)).expect("db");
         let kept: i64 = db
